@@ -110,4 +110,13 @@ struct ConcatShape {
   std::size_t out_size() const { return a_size() + b_size(); }
 };
 
+// Hyper-parameters of one Adam step (the maths is in kernels/cpu/adam.h).
+struct AdamParams {
+  float lr = 2e-3f;
+  float beta1 = 0.9f, beta2 = 0.999f;
+  float eps = 1e-7f;  // Keras' default, as in the reference work
+  float weight_decay = 0.0f;
+  long step = 1;      // counted from 1, for bias correction
+};
+
 }  // namespace unet::kernels

@@ -6,15 +6,11 @@
 
 #include <cstddef>
 
+#include "kernels/shapes.h"
+
 namespace unet::cpu {
 
-struct AdamParams {
-  float lr = 2e-3f;
-  float beta1 = 0.9f, beta2 = 0.999f;
-  float eps = 1e-7f;  // Keras' default, as in the reference work
-  float weight_decay = 0.0f;
-  long step = 1;
-};
+using kernels::AdamParams;
 
 void adam_update(std::size_t count, const AdamParams& a, float* param, const float* grad, float* m,
                  float* v);

@@ -1,0 +1,9 @@
+// The `unet` subcommands. Each takes the arguments after its name and returns the exit code.
+#pragma once
+
+namespace unet::cli {
+
+int run_summary(int argc, char** argv);
+int run_train(int argc, char** argv);
+
+}  // namespace unet::cli

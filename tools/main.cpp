@@ -1,0 +1,50 @@
+// `unet`: one binary, one subcommand per job. Errors end in one line on stderr and exit code 1
+// (2 for a misused command line).
+#include <cstdio>
+#include <cstring>
+#include <exception>
+
+#include "tools/args.h"
+#include "tools/commands.h"
+
+namespace {
+
+struct Command {
+  const char* name;
+  const char* summary;
+  int (*run)(int, char**);
+};
+
+constexpr Command kCommands[] = {
+    {"summary", "print the model's layers, parameter counts and FLOPs", unet::cli::run_summary},
+    {"train", "train a U-Net (now: on generated data) and print the loss", unet::cli::run_train},
+};
+
+void print_usage(std::FILE* out) {
+  std::fprintf(out, "usage: unet <command> [flags]   (unet <command> --help for its flags)\n\ncommands:\n");
+  for (const Command& c : kCommands) std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    print_usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  for (const Command& c : kCommands) {
+    if (std::strcmp(argv[1], c.name) != 0) continue;
+    try {
+      return c.run(argc - 2, argv + 2);
+    } catch (const unet::cli::UsageError& e) {
+      std::fprintf(stderr, "%s\n", e.what());
+      return 2;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "unet %s: %s\n", c.name, e.what());
+      return 1;
+    }
+  }
+  std::fprintf(stderr, "unet: unknown command '%s'\n", argv[1]);
+  print_usage(stderr);
+  return 2;
+}
