@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "engine/allocator.h"
 #include "kernels/shapes.h"
@@ -21,13 +22,14 @@ enum class Device { CPU, CUDA };
 std::string to_string(Device device);
 
 using kernels::AdamParams;
+using kernels::AdamTensor;
 using kernels::BatchNormShape;
 using kernels::ConcatShape;
 using kernels::Conv2dShape;
 using kernels::ConvTranspose2dShape;
 using kernels::Pool2dShape;
 
-enum class LossKind { MSE, BCE, Dice, BCEDice, NegLogIoU };
+using kernels::LossKind;
 std::string to_string(LossKind kind);
 
 
@@ -118,9 +120,9 @@ class Backend {
                              const float* target, float smooth, const float* dloss,
                              float* dinput) = 0;
 
-  // One Adam step on a parameter array, in place on param, m and v.
-  virtual void adam_update(std::size_t count, const AdamParams& a, float* param, const float* grad,
-                           float* m, float* v) = 0;
+  // One Adam step on every listed parameter array, in place on param, m and v. The list itself
+  // is host memory.
+  virtual void adam_update(const AdamParams& a, const std::vector<AdamTensor>& tensors) = 0;
 };
 
 // The backend for a device, created on first use. Throws a one-line std::runtime_error when the

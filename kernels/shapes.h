@@ -110,6 +110,10 @@ struct ConcatShape {
   std::size_t out_size() const { return a_size() + b_size(); }
 };
 
+// The segmentation losses (formulas in kernels/cpu/loss.h). MSE, Dice and -log IoU take
+// probabilities; BCE and BCE+Dice take logits.
+enum class LossKind { MSE, BCE, Dice, BCEDice, NegLogIoU };
+
 // Hyper-parameters of one Adam step (the maths is in kernels/cpu/adam.h).
 struct AdamParams {
   float lr = 2e-3f;
@@ -117,6 +121,15 @@ struct AdamParams {
   float eps = 1e-7f;  // Keras' default, as in the reference work
   float weight_decay = 0.0f;
   long step = 1;      // counted from 1, for bias correction
+};
+
+// One parameter array for a multi-tensor Adam update: all parameters move in one call.
+struct AdamTensor {
+  float* param;
+  const float* grad;
+  float* m;
+  float* v;
+  std::size_t count;
 };
 
 }  // namespace unet::kernels

@@ -14,13 +14,14 @@ void Adam::step() {
   ++step_;
   const AdamParams a{options_.lr, options_.beta1, options_.beta2, options_.eps,
                      options_.weight_decay, step_};
+  // One fused update per device: parameters without a gradient this step are left alone.
+  std::vector<AdamTensor> tensors;
   for (std::size_t i = 0; i < parameters_.size(); ++i) {
     const Tensor& p = parameters_[i].second;
     const Tensor g = p.grad();
-    if (!g.defined()) continue;
-    backend(p.device()).adam_update(std::size_t(p.numel()), a, p.data(), g.data(), m_[i].data(),
-                                    v_[i].data());
+    if (g.defined()) tensors.push_back({p.data(), g.data(), m_[i].data(), v_[i].data(), std::size_t(p.numel())});
   }
+  if (!tensors.empty()) backend(parameters_.front().second.device()).adam_update(a, tensors);
 }
 
 void Adam::zero_grad() {

@@ -157,9 +157,8 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void adam_update(std::size_t count, const AdamParams& a, float* param, const float* grad,
-                   float* m, float* v) override {
-    cpu::adam_update(count, a, param, grad, m, v);
+  void adam_update(const AdamParams& a, const std::vector<AdamTensor>& tensors) override {
+    for (const AdamTensor& t : tensors) cpu::adam_update(t.count, a, t.param, t.grad, t.m, t.v);
   }
 
  private:
