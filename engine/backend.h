@@ -129,4 +129,15 @@ class Backend {
 // device is unavailable (a build without CUDA, or no usable GPU).
 Backend& backend(Device device);
 
+// "cpu", "cuda" (throws the reason when unusable) or "auto" (CUDA when usable, else the CPU,
+// saying so once on stderr).
+Device resolve_device(const std::string& name);
+
+// Routes Device::CUDA to the CUDA backend compiled over the CPU emulation layer (also set by the
+// environment variable UNET_CUDA_EMULATION=1): every CUDA kernel then runs on the CPU, one fiber
+// per GPU thread. For tests and for reading kernels at work; slow. Takes effect only before the
+// CUDA backend is first used.
+void set_cuda_emulation(bool on);
+bool cuda_emulation();
+
 }  // namespace unet

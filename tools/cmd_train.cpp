@@ -8,6 +8,7 @@
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
+#include "engine/options.h"
 #include "train/adam.h"
 #include "train/phantom.h"
 #include "tools/commands.h"
@@ -30,7 +31,8 @@ struct Batch {
   Tensor image, mask;
 };
 
-std::vector<Batch> make_batches(const PhantomOptions& options, int slices, int batch, uint64_t seed) {
+std::vector<Batch> make_batches(const PhantomOptions& options, int slices, int batch, uint64_t seed,
+                                Device device) {
   std::vector<Batch> batches;
   for (int start = 0; start + batch <= slices; start += batch) {
     std::vector<float> image, mask;
@@ -40,8 +42,8 @@ std::vector<Batch> make_batches(const PhantomOptions& options, int slices, int b
       image.insert(image.end(), s.image.begin(), s.image.end());
       mask.insert(mask.end(), s.mask.begin(), s.mask.end());
     }
-    batches.push_back({Tensor::from_vector({batch, options.channels, options.size, options.size}, image),
-                       Tensor::from_vector({batch, 1, options.size, options.size}, mask)});
+    batches.push_back({Tensor::from_vector({batch, options.channels, options.size, options.size}, image, device),
+                       Tensor::from_vector({batch, 1, options.size, options.size}, mask, device)});
   }
   return batches;
 }
@@ -59,6 +61,8 @@ int run_train(int argc, char** argv) {
       .option("loss", "name", "bce_dice", "mse, bce, dice, bce_dice or neg_log_iou")
       .option("seed", "n", "1", "seed for data, weights and dropout")
       .option("threads", "n", "0", "CPU threads (0: all cores)")
+      .option("device", "name", "auto", "auto (CUDA when a GPU is usable, else CPU), cpu or cuda")
+      .option("conv", "impl", "cudnn", "CUDA convolutions: cudnn or handwritten")
       .option("out", "file", "", "write the trained model to this checkpoint");
   if (!args.parse(argc, argv)) return 0;
 
@@ -68,16 +72,22 @@ int run_train(int argc, char** argv) {
   if (batch < 1 || epochs < 1 || slices < batch) throw UsageError("unet train: need --batch >= 1, --epochs >= 1, --slices >= --batch");
   if (args.get_int("threads") > 0) omp_set_num_threads(args.get_int("threads"));
   const auto seed = uint64_t(args.get_int64("seed"));
+  if (args.get("conv") != "cudnn" && args.get("conv") != "handwritten") {
+    throw UsageError("unet train: --conv must be cudnn or handwritten, got '" + args.get("conv") + "'");
+  }
+  engine_options().cudnn = args.get("conv") == "cudnn";
+  const Device device = resolve_device(args.get("device"));
 
   PhantomOptions data;
   data.size = args.get_int("size");
   data.channels = config.in_channels;
-  const std::vector<Batch> batches = make_batches(data, slices, batch, seed);
+  const std::vector<Batch> batches = make_batches(data, slices, batch, seed, device);
   UNet model(config, seed);
+  model.to(device);
   Adam adam(model.named_parameters(), {.lr = args.get_float("lr")});
-  std::printf("training %lld-parameter U-Net on %zu batches of %d generated %dx%d slices, loss %s, %d threads\n",
+  std::printf("training %lld-parameter U-Net on %zu batches of %d generated %dx%d slices, loss %s, on %s (%d CPU threads)\n",
               static_cast<long long>(model.parameter_count() + model.buffer_count()), batches.size(), batch,
-              data.size, data.size, to_string(loss_kind).c_str(), omp_get_max_threads());
+              data.size, data.size, to_string(loss_kind).c_str(), to_string(device).c_str(), omp_get_max_threads());
 
   const auto start = std::chrono::steady_clock::now();
   for (int epoch = 1; epoch <= epochs; ++epoch) {

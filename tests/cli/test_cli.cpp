@@ -1,0 +1,104 @@
+// The `unet` binary as a user runs it: exit codes, what it prints, and the files it writes.
+#include <catch2/catch.hpp>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+  int exit_code;
+  std::string output;  // stdout and stderr together
+};
+
+Result run(const std::string& arguments) {
+  const std::string command = std::string(UNET_CLI_PATH) + " " + arguments + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string output;
+  std::array<char, 4096> buffer{};
+  while (std::fgets(buffer.data(), int(buffer.size()), pipe)) output += buffer.data();
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+struct TempDir {
+  TempDir() : path(fs::temp_directory_path() / ("unet-cli-test-" + std::to_string(::getpid()))) {
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string file(const std::string& name) const { return (path / name).string(); }
+  fs::path path;
+};
+
+}  // namespace
+
+TEST_CASE("unet summary describes the reference model", "[cli]") {
+  const Result r = run("summary");
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.output, Catch::Contains("Total params: 2,164,593"));
+  CHECK_THAT(r.output, Catch::Contains("Trainable params: 2,161,649"));
+  CHECK_THAT(r.output, Catch::Contains("Non-trainable params: 2,944"));
+  CHECK_THAT(r.output, Catch::Contains("conv_transpose2d_4 (conv_transpose2d)"));
+  CHECK_THAT(r.output, Catch::Contains("Forward: 5.6"));
+}
+
+TEST_CASE("every command has --help; misuse exits 2 with the reason", "[cli]") {
+  for (const char* command : {"summary", "train"}) {
+    const Result r = run(std::string(command) + " --help");
+    CHECK(r.exit_code == 0);
+    CHECK_THAT(r.output, Catch::Contains(std::string("usage: unet ") + command));
+  }
+  const Result unknown = run("summary --colour blue");
+  CHECK(unknown.exit_code == 2);
+  CHECK_THAT(unknown.output, Catch::Contains("unknown flag --colour"));
+  const Result bad_value = run("summary --depth deep");
+  CHECK(bad_value.exit_code == 2);
+  CHECK_THAT(bad_value.output, Catch::Contains("--depth") && Catch::Contains("'deep'"));
+  CHECK(run("").exit_code == 2);
+  CHECK(run("frobnicate").exit_code == 2);
+}
+
+TEST_CASE("unet train --device cuda without a usable GPU fails with a one-line reason", "[cli][cuda]") {
+  const Result r = run("train --device cuda --epochs 1 --slices 2 --batch 2 --size 32");
+  if (r.exit_code == 0) {
+    WARN("skipped: a usable GPU is present, so --device cuda succeeded");
+    return;
+  }
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.output, Catch::StartsWith("unet train: device cuda: "));
+  CHECK(std::count(r.output.begin(), r.output.end(), '\n') == 1);
+}
+
+TEST_CASE("train writes a checkpoint that summary reads back; broken ones are named", "[cli]") {
+  TempDir dir;
+  const std::string ckpt = dir.file("model.ckpt");
+  const Result trained = run("train --device cpu --epochs 2 --slices 4 --batch 2 --size 32 --base-filters 4 --depth 2 --out " + ckpt);
+  REQUIRE(trained.exit_code == 0);
+  CHECK_THAT(trained.output, Catch::Contains("epoch 2/2"));
+  REQUIRE(fs::exists(ckpt));
+
+  const Result summary = run("summary --size 32 --checkpoint " + ckpt);
+  CHECK(summary.exit_code == 0);
+  CHECK_THAT(summary.output, Catch::Contains("[N, 4, 32, 32]"));
+
+  fs::resize_file(ckpt, fs::file_size(ckpt) / 2);
+  const Result broken = run("summary --checkpoint " + ckpt);
+  CHECK(broken.exit_code == 1);
+  CHECK_THAT(broken.output, Catch::Contains(ckpt) && Catch::Contains("truncated"));
+
+  const Result bad_dir = run("train --device cpu --epochs 1 --slices 2 --batch 2 --size 32 --base-filters 4 --depth 2 --out " +
+                             dir.file("missing/dir/m.ckpt"));
+  CHECK(bad_dir.exit_code == 1);
+  CHECK_THAT(bad_dir.output, Catch::Contains("missing/dir/m.ckpt"));
+}

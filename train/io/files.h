@@ -1,0 +1,46 @@
+// What the file readers and writers of train/io share: the one exception type, whole-file reads
+// and atomic writes, and the non-finite check.
+//
+// Every failure is a FileError whose message starts with the path, then says what is wrong with
+// that file ("<path>: truncated: expected 4096 bytes of data, got 100"), so that a training run
+// over thousands of files stops with a message that leads straight to the culprit.
+//
+// Writes are atomic: the bytes go to a temporary file in the destination's folder (the same file
+// system, so the final rename(2) cannot turn into a copy), which is flushed to disk and renamed
+// over the destination. A reader, or a crash, sees the old file or the complete new one, never a
+// partial one, and a failed write leaves nothing behind.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace unet::io {
+
+class FileError : public std::runtime_error {
+ public:
+  FileError(const std::string& path, const std::string& problem)
+      : std::runtime_error(path + ": " + problem) {}
+};
+
+// The whole content of a file. Throws for a missing file, a folder, an unreadable or empty file
+// (no format read here has a valid empty file, and "empty file" is the clearest diagnosis).
+std::vector<uint8_t> read_file(const std::string& path);
+
+// Throws unless `path` names a readable, non-empty regular file; for readers that open the file
+// through a library (libtiff, zlib) but should report these cases like read_file does.
+void check_readable(const std::string& path);
+
+// Replaces `path` by `bytes` atomically (see above).
+void write_file_atomic(const std::string& path, const std::vector<uint8_t>& bytes);
+
+// True when `path` ends with `suffix`, ignoring ASCII case (".TIF" is as common as ".tif").
+bool ends_with_icase(const std::string& path, std::string_view suffix);
+
+// True when any value is NaN or infinite. Readers return what the file holds; whether such a
+// value is an error is the caller's decision.
+bool has_non_finite(const std::vector<float>& values);
+
+}  // namespace unet::io
