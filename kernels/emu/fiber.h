@@ -1,9 +1,9 @@
 // The context switch under the scheduler (internal to kernels/emu/): a fiber with its own
 // fixed-size, guard-paged stack, resumed by the scheduler and suspending back to it.
 //
-// Backends: Boost.Context's `fiber` (default; a switch costs a few nanoseconds) or POSIX
-// ucontext with -DUNET_EMU_UCONTEXT (every switch is a sigprocmask syscall, ~35x slower; use it
-// under sanitizers). Both carry the AddressSanitizer and ThreadSanitizer fiber annotations, so
+// Backends: Boost.Context's `fiber` (default; a switch costs tens of nanoseconds) or POSIX
+// ucontext with -DUNET_EMU_UCONTEXT (every switch is a sigprocmask syscall: launches take about
+// 10x longer; use it under sanitizers). Both carry the AddressSanitizer and ThreadSanitizer fiber annotations, so
 // ASan tracks which stack is live (no false stack-overflow or use-after-return reports) and
 // TSan treats every switch as a synchronisation.
 #pragma once

@@ -688,6 +688,8 @@ void set_thread_order(ThreadOrder order, std::uint64_t seed) {
 }
 
 ThreadOrder thread_order() {
+  // Inside a kernel this thread already holds the launch mutex (and the order is initialised).
+  if (detail::active_scheduler != nullptr) return detail::order_state().order;
   std::lock_guard<std::mutex> lock(detail::launch_mutex());
   detail::OrderState& s = detail::order_state();
   detail::initialise_order(s);
