@@ -44,10 +44,10 @@ using cudaEvent_t = EmulatedEvent*;
 // The emulated device is shaped like an A100 (compute capability 8.0), the smaller of the two
 // targets (sm_80, sm_90), so size-dependent choices in launchers take the conservative path.
 struct cudaDeviceProp {
-  char name[256];                     // "CPU emulation"
-  std::size_t totalGlobalMem;         // the host's physical memory
-  std::size_t sharedMemPerBlock;      // 48 KiB without opt-in
-  std::size_t sharedMemPerBlockOptin; // with cudaFuncAttributeMaxDynamicSharedMemorySize
+  char name[256];                      // "CPU emulation"
+  std::size_t totalGlobalMem;          // the host's physical memory
+  std::size_t sharedMemPerBlock;       // 48 KiB without opt-in
+  std::size_t sharedMemPerBlockOptin;  // with cudaFuncAttributeMaxDynamicSharedMemorySize
   std::size_t sharedMemPerMultiprocessor;
   std::size_t totalConstMem;
   std::size_t memPitch;

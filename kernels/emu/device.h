@@ -16,7 +16,7 @@ struct uint3 {
 struct dim3 {
   unsigned x, y, z;
   constexpr dim3(unsigned vx = 1, unsigned vy = 1, unsigned vz = 1) : x(vx), y(vy), z(vz) {}
-  constexpr dim3(uint3 v) : x(v.x), y(v.y), z(v.z) {}  // NOLINT(google-explicit-constructor)
+  constexpr dim3(uint3 v) : x(v.x), y(v.y), z(v.z) {}     // NOLINT(google-explicit-constructor)
   constexpr operator uint3() const { return {x, y, z}; }  // NOLINT(google-explicit-constructor)
 };
 
@@ -46,7 +46,16 @@ extern constinit thread_local const BlockCoords* current_block;
 // Barriers: suspend the calling fiber until the barrier completes (see the model in emu.h).
 void sync_threads(const char* file, int line);
 
-enum class WarpOp : unsigned char { SyncWarp, ShflIdx, ShflUp, ShflDown, ShflXor, Ballot, Any, All };
+enum class WarpOp : unsigned char {
+  SyncWarp,
+  ShflIdx,
+  ShflUp,
+  ShflDown,
+  ShflXor,
+  Ballot,
+  Any,
+  All
+};
 // One warp operation: publishes `value` (the lane's bits) and `arg` (source lane, delta or lane
 // mask), waits until every lane named in `mask` has arrived, returns this lane's result bits.
 std::uint64_t warp_exchange(WarpOp op, unsigned mask, std::uint64_t value, int arg, int width,
@@ -70,20 +79,22 @@ T from_bits(std::uint64_t bits) {
   return v;
 }
 
-#define UNET_EMU_SHUFFLES(T)                                                                   \
-  inline T shfl_idx(const char* f, int l, unsigned mask, T var, int src_lane, int width = 32) { \
-    return from_bits<T>(warp_exchange(WarpOp::ShflIdx, mask, to_bits(var), src_lane, width, f, l)); \
-  }                                                                                            \
-  inline T shfl_up(const char* f, int l, unsigned mask, T var, unsigned delta, int width = 32) { \
-    return from_bits<T>(                                                                       \
-        warp_exchange(WarpOp::ShflUp, mask, to_bits(var), static_cast<int>(delta), width, f, l)); \
-  }                                                                                            \
+#define UNET_EMU_SHUFFLES(T)                                                                       \
+  inline T shfl_idx(const char* f, int l, unsigned mask, T var, int src_lane, int width = 32) {    \
+    return from_bits<T>(                                                                           \
+        warp_exchange(WarpOp::ShflIdx, mask, to_bits(var), src_lane, width, f, l));                \
+  }                                                                                                \
+  inline T shfl_up(const char* f, int l, unsigned mask, T var, unsigned delta, int width = 32) {   \
+    return from_bits<T>(                                                                           \
+        warp_exchange(WarpOp::ShflUp, mask, to_bits(var), static_cast<int>(delta), width, f, l));  \
+  }                                                                                                \
   inline T shfl_down(const char* f, int l, unsigned mask, T var, unsigned delta, int width = 32) { \
-    return from_bits<T>(                                                                       \
-        warp_exchange(WarpOp::ShflDown, mask, to_bits(var), static_cast<int>(delta), width, f, l)); \
-  }                                                                                            \
-  inline T shfl_xor(const char* f, int l, unsigned mask, T var, int lane_mask, int width = 32) { \
-    return from_bits<T>(warp_exchange(WarpOp::ShflXor, mask, to_bits(var), lane_mask, width, f, l)); \
+    return from_bits<T>(warp_exchange(WarpOp::ShflDown, mask, to_bits(var),                        \
+                                      static_cast<int>(delta), width, f, l));                      \
+  }                                                                                                \
+  inline T shfl_xor(const char* f, int l, unsigned mask, T var, int lane_mask, int width = 32) {   \
+    return from_bits<T>(                                                                           \
+        warp_exchange(WarpOp::ShflXor, mask, to_bits(var), lane_mask, width, f, l));               \
   }
 UNET_EMU_SHUFFLES(int)
 UNET_EMU_SHUFFLES(unsigned)
@@ -207,9 +218,13 @@ inline int __ffs(int x) { return __builtin_ffs(x); }
 
 // min / max as CUDA device code has them: same-type pairs, and signed/unsigned mixes of one
 // width give the unsigned type (what CUDA's overloads return).
-#define UNET_EMU_MINMAX(R, A, B)                                                         \
-  inline R min(A a, B b) { return static_cast<R>(a) < static_cast<R>(b) ? static_cast<R>(a) : static_cast<R>(b); } \
-  inline R max(A a, B b) { return static_cast<R>(a) < static_cast<R>(b) ? static_cast<R>(b) : static_cast<R>(a); }
+#define UNET_EMU_MINMAX(R, A, B)                                                          \
+  inline R min(A a, B b) {                                                                \
+    return static_cast<R>(a) < static_cast<R>(b) ? static_cast<R>(a) : static_cast<R>(b); \
+  }                                                                                       \
+  inline R max(A a, B b) {                                                                \
+    return static_cast<R>(a) < static_cast<R>(b) ? static_cast<R>(b) : static_cast<R>(a); \
+  }
 UNET_EMU_MINMAX(int, int, int)
 UNET_EMU_MINMAX(unsigned, unsigned, unsigned)
 UNET_EMU_MINMAX(unsigned, int, unsigned)

@@ -71,7 +71,8 @@ using namespace ::unet::emu::api;  // NOLINT(google-build-using-namespace)
 
 // Barriers and warp operations carry their call site for error messages.
 #define __syncthreads() ::unet::emu::detail::sync_threads(__FILE__, __LINE__)
-#define __syncwarp(...) ::unet::emu::detail::sync_warp(__FILE__, __LINE__ __VA_OPT__(, ) __VA_ARGS__)
+#define __syncwarp(...) \
+  ::unet::emu::detail::sync_warp(__FILE__, __LINE__ __VA_OPT__(, ) __VA_ARGS__)
 #define __shfl_sync(...) ::unet::emu::detail::shfl_idx(__FILE__, __LINE__, __VA_ARGS__)
 #define __shfl_up_sync(...) ::unet::emu::detail::shfl_up(__FILE__, __LINE__, __VA_ARGS__)
 #define __shfl_down_sync(...) ::unet::emu::detail::shfl_down(__FILE__, __LINE__, __VA_ARGS__)
@@ -93,6 +94,6 @@ using namespace ::unet::emu::api;  // NOLINT(google-build-using-namespace)
 
 // `kernel<<<grid, block, shared_bytes, stream>>>(args...)` of nvcc. The kernel parameters are
 // copied by value into the launch, then again into every thread, as CUDA does.
-#define UNET_LAUNCH(kernel, grid, block, shared_bytes, stream)                                 \
-  ::unet::emu::detail::make_launcher(kernel, #kernel, __FILE__, __LINE__, grid, block, shared_bytes, \
-                                     stream)
+#define UNET_LAUNCH(kernel, grid, block, shared_bytes, stream)                         \
+  ::unet::emu::detail::make_launcher(kernel, #kernel, __FILE__, __LINE__, grid, block, \
+                                     shared_bytes, stream)

@@ -60,7 +60,8 @@ Fiber::Fiber(std::size_t stack_bytes, Entry entry, void* arg) : entry_(entry), a
   const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
   stack_size_ = (stack_bytes + page - 1) / page * page;
   mapped_ = stack_size_ + page;
-  stack_ = mmap(nullptr, mapped_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+  stack_ = mmap(nullptr, mapped_, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
   if (stack_ == MAP_FAILED) throw std::bad_alloc();
   mprotect(stack_, page, PROT_NONE);
   stack_bottom_ = static_cast<char*>(stack_) + page;
@@ -101,14 +102,14 @@ Fiber::Fiber(std::size_t stack_bytes, Entry entry, void* arg) : entry_(entry), a
     }
     void deallocate(boost::context::stack_context&) noexcept {}
   };
-  fiber_ = boost::context::fiber(std::allocator_arg,
-                                 OurStack{static_cast<char*>(stack_bottom_) + stack_size_, stack_size_},
-                                 [this](boost::context::fiber&& caller) {
-                                   caller_ = std::move(caller);
-                                   enter();
-                                   exit_to_caller();
-                                   return std::move(caller_);
-                                 });
+  fiber_ = boost::context::fiber(
+      std::allocator_arg, OurStack{static_cast<char*>(stack_bottom_) + stack_size_, stack_size_},
+      [this](boost::context::fiber&& caller) {
+        caller_ = std::move(caller);
+        enter();
+        exit_to_caller();
+        return std::move(caller_);
+      });
 #endif
 }
 

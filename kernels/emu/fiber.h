@@ -3,9 +3,9 @@
 //
 // Backends: Boost.Context's `fiber` (default; a switch costs tens of nanoseconds) or POSIX
 // ucontext with -DUNET_EMU_UCONTEXT (every switch is a sigprocmask syscall: launches take about
-// 10x longer; use it under sanitizers). Both carry the AddressSanitizer and ThreadSanitizer fiber annotations, so
-// ASan tracks which stack is live (no false stack-overflow or use-after-return reports) and
-// TSan treats every switch as a synchronisation.
+// 10x longer; use it under sanitizers). Both carry the AddressSanitizer and ThreadSanitizer fiber
+// annotations, so ASan tracks which stack is live (no false stack-overflow or use-after-return
+// reports) and TSan treats every switch as a synchronisation.
 #pragma once
 
 #include <cstddef>
@@ -40,10 +40,10 @@ class Fiber {
   static std::size_t default_stack_bytes();
 
  private:
-  void enter();          // first code on the new stack
-  void exit_to_caller(); // last code on the stack: annotate, then leave for good
+  void enter();           // first code on the new stack
+  void exit_to_caller();  // last code on the stack: annotate, then leave for good
 
-  void* stack_ = nullptr;     // mapping: guard page + usable stack
+  void* stack_ = nullptr;  // mapping: guard page + usable stack
   std::size_t mapped_ = 0;
   void* stack_bottom_ = nullptr;  // usable stack [bottom, bottom + size)
   std::size_t stack_size_ = 0;

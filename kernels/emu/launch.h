@@ -88,7 +88,11 @@ class Launcher {
   using Kernel = void (*)(Params...);
   Launcher(Kernel kernel, LaunchSite site, dim3 grid, dim3 block, std::size_t shared_bytes,
            api::cudaStream_t stream)
-      : kernel_(kernel), site_(site), grid_(grid), block_(block), shared_bytes_(shared_bytes),
+      : kernel_(kernel),
+        site_(site),
+        grid_(grid),
+        block_(block),
+        shared_bytes_(shared_bytes),
         stream_(stream) {}
 
   void operator()(Params... args) const {

@@ -31,9 +31,9 @@ namespace {
 
 using namespace api;  // NOLINT(google-build-using-namespace): this file implements these names
 
-constexpr std::size_t kAlignment = 256;                // what cudaMalloc guarantees
-constexpr std::size_t kSharedPerBlock = 48 * 1024;     // without opt-in
-constexpr std::size_t kSharedPerBlockOptin = 166912;   // A100: 163 KiB
+constexpr std::size_t kAlignment = 256;               // what cudaMalloc guarantees
+constexpr std::size_t kSharedPerBlock = 48 * 1024;    // without opt-in
+constexpr std::size_t kSharedPerBlockOptin = 166912;  // A100: 163 KiB
 constexpr std::size_t kSharedPerMultiprocessor = 167936;
 
 struct Registry {
@@ -84,7 +84,9 @@ bool device_range(const Registry& r, const void* p, std::size_t bytes) {
   return a != nullptr && bytes <= a->first + a->second - address;
 }
 
-bool valid_stream(const Registry& r, cudaStream_t s) { return s == nullptr || r.streams.count(s) != 0; }
+bool valid_stream(const Registry& r, cudaStream_t s) {
+  return s == nullptr || r.streams.count(s) != 0;
+}
 
 cudaError_t copy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind,
                  cudaStream_t stream) {
@@ -101,8 +103,10 @@ cudaError_t copy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind k
                           (kind == cudaMemcpyDefault && inside_device(r, src));
   // A device side must be in bounds of one allocation; a host side must not be device memory
   // (a swapped kind is a bug that unified addressing would hide on a GPU).
-  if (dst_device ? !device_range(r, dst, bytes) : inside_device(r, dst)) return fail(cudaErrorInvalidValue);
-  if (src_device ? !device_range(r, src, bytes) : inside_device(r, src)) return fail(cudaErrorInvalidValue);
+  if (dst_device ? !device_range(r, dst, bytes) : inside_device(r, dst))
+    return fail(cudaErrorInvalidValue);
+  if (src_device ? !device_range(r, src, bytes) : inside_device(r, src))
+    return fail(cudaErrorInvalidValue);
   std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
@@ -130,7 +134,7 @@ cudaError_t cudaMalloc(void** ptr, std::size_t bytes) {
   if (bytes > physical_memory() - std::min(r.bytes_in_use, physical_memory()))
     return fail(cudaErrorMemoryAllocation);
   // Exactly `bytes`, so AddressSanitizer reports a kernel that runs past the end.
-  void* p = ::operator new(bytes, std::align_val_t{kAlignment}, std::nothrow);
+  void* p = ::operator new (bytes, std::align_val_t{kAlignment}, std::nothrow);
   if (p == nullptr) return fail(cudaErrorMemoryAllocation);
   std::memset(p, 0xFF, bytes);  // NaN as float: reads of memory nobody wrote show up
   r.allocations.emplace(reinterpret_cast<std::uintptr_t>(p), bytes);
@@ -147,7 +151,7 @@ cudaError_t cudaFree(void* ptr) {
   if (it == r.allocations.end()) return fail(cudaErrorInvalidValue);
   r.bytes_in_use -= it->second;
   r.allocations.erase(it);
-  ::operator delete(ptr, std::align_val_t{kAlignment});
+  ::operator delete (ptr, std::align_val_t{kAlignment});
   return cudaSuccess;
 }
 
@@ -158,7 +162,9 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes, cudaM
                             cudaStream_t stream) {
   return copy(dst, src, bytes, kind, stream);
 }
-cudaError_t cudaMemset(void* ptr, int value, std::size_t bytes) { return set(ptr, value, bytes, nullptr); }
+cudaError_t cudaMemset(void* ptr, int value, std::size_t bytes) {
+  return set(ptr, value, bytes, nullptr);
+}
 cudaError_t cudaMemsetAsync(void* ptr, int value, std::size_t bytes, cudaStream_t stream) {
   return set(ptr, value, bytes, stream);
 }
@@ -184,7 +190,8 @@ cudaError_t cudaStreamCreate(cudaStream_t* stream) {
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mutex);
-  if (stream == nullptr || r.streams.erase(stream) == 0) return fail(cudaErrorInvalidResourceHandle);
+  if (stream == nullptr || r.streams.erase(stream) == 0)
+    return fail(cudaErrorInvalidResourceHandle);
   delete stream;
   return cudaSuccess;
 }
@@ -198,7 +205,8 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned flags) {
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mutex);
-  if (!valid_stream(r, stream) || r.events.count(event) == 0) return fail(cudaErrorInvalidResourceHandle);
+  if (!valid_stream(r, stream) || r.events.count(event) == 0)
+    return fail(cudaErrorInvalidResourceHandle);
   return flags == 0 ? cudaSuccess : fail(cudaErrorInvalidValue);
 }
 
@@ -222,7 +230,8 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mutex);
-  if (r.events.count(event) == 0 || !valid_stream(r, stream)) return fail(cudaErrorInvalidResourceHandle);
+  if (r.events.count(event) == 0 || !valid_stream(r, stream))
+    return fail(cudaErrorInvalidResourceHandle);
   event->recorded = true;
   event->time = std::chrono::steady_clock::now();
   return cudaSuccess;
@@ -240,7 +249,8 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) 
   if (ms == nullptr) return fail(cudaErrorInvalidValue);
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mutex);
-  if (r.events.count(start) == 0 || r.events.count(end) == 0) return fail(cudaErrorInvalidResourceHandle);
+  if (r.events.count(start) == 0 || r.events.count(end) == 0)
+    return fail(cudaErrorInvalidResourceHandle);
   // As in CUDA, an event that was never recorded has no time.
   if (!start->recorded || !end->recorded) return fail(cudaErrorInvalidResourceHandle);
   *ms = std::chrono::duration<float, std::milli>(end->time - start->time).count();
@@ -293,7 +303,9 @@ cudaError_t cudaGetDeviceCount(int* count) {
   return cudaSuccess;
 }
 
-cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : fail(cudaErrorInvalidDevice); }
+cudaError_t cudaSetDevice(int device) {
+  return device == 0 ? cudaSuccess : fail(cudaErrorInvalidDevice);
+}
 
 cudaError_t cudaGetDevice(int* device) {
   if (device == nullptr) return fail(cudaErrorInvalidValue);
@@ -340,7 +352,8 @@ cudaError_t cudaFuncSetAttribute(std::uintptr_t kernel, cudaFuncAttribute attrib
   if (kernel == 0) return fail(cudaErrorInvalidValue);
   switch (attribute) {
     case cudaFuncAttributeMaxDynamicSharedMemorySize: {
-      if (value < 0 || static_cast<std::size_t>(value) > kSharedPerBlockOptin) return fail(cudaErrorInvalidValue);
+      if (value < 0 || static_cast<std::size_t>(value) > kSharedPerBlockOptin)
+        return fail(cudaErrorInvalidValue);
       Registry& r = registry();
       std::lock_guard<std::mutex> lock(r.mutex);
       r.shared_limits[kernel] = static_cast<std::size_t>(value);

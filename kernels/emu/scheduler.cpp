@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -90,8 +91,8 @@ bool is_shuffle(WarpOp op) {
 
 std::string demangle(const char* name) {
   int status = 0;
-  std::unique_ptr<char, decltype(&std::free)> out(abi::__cxa_demangle(name, nullptr, nullptr, &status),
-                                                  &std::free);
+  std::unique_ptr<char, decltype(&std::free)> out(
+      abi::__cxa_demangle(name, nullptr, nullptr, &status), &std::free);
   return status == 0 && out ? std::string(out.get()) : std::string(name);
 }
 
@@ -135,9 +136,12 @@ void initialise_order(OrderState& s) {
   if (s.initialised) return;
   if (const char* env = std::getenv("UNET_EMU_ORDER"); env != nullptr && *env != '\0') {
     const std::string v = env;
-    if (v == "forward") s.order = ThreadOrder::Forward;
-    else if (v == "reverse") s.order = ThreadOrder::Reverse;
-    else if (v == "random") s.order = ThreadOrder::Random;
+    if (v == "forward")
+      s.order = ThreadOrder::Forward;
+    else if (v == "reverse")
+      s.order = ThreadOrder::Reverse;
+    else if (v == "random")
+      s.order = ThreadOrder::Random;
     else  // thrown by every launch until fixed: a typo must not silently test one order only
       throw EmulationError(api::cudaErrorInvalidValue,
                            "UNET_EMU_ORDER=" + v + ": expected forward, reverse or random");
@@ -184,14 +188,18 @@ struct WarpState {
 class Scheduler;
 thread_local Scheduler* active_scheduler = nullptr;  // the one running a kernel on this thread
 
-struct Worker {
-  Scheduler* scheduler = nullptr;
-  unsigned index = 0;  // runs CUDA thread `index` of every block
-  bool quit = false;
-  std::unique_ptr<Fiber> fiber;
-};
-
 void worker_main(void* arg);
+
+// Fiber i runs CUDA thread i of every block, in a loop. Workers sit in a deque: stable addresses
+// (the fiber's entry holds a pointer) without a pointer chase per resume.
+struct Worker {
+  Worker(Scheduler* s, unsigned i)
+      : scheduler(s), index(i), fiber(Fiber::default_stack_bytes(), &worker_main, this) {}
+  Scheduler* scheduler;
+  unsigned index;
+  bool quit = false;
+  Fiber fiber;
+};
 
 class Scheduler {
  public:
@@ -202,8 +210,8 @@ class Scheduler {
     // Workers sit at the bottom of their loop between launches; let each return so its stack
     // can be freed cleanly.
     for (auto& w : workers_) {
-      w->quit = true;
-      if (!w->fiber->finished()) w->fiber->resume();
+      w.quit = true;
+      if (!w.fiber.finished()) w.fiber.resume();
     }
   }
 
@@ -231,9 +239,11 @@ class Scheduler {
   void abort_block();
   std::string describe_deadlock() const;
   std::string describe_warp_stall() const;
-  std::string thread_name(unsigned i) const { return "thread " + triple(threads_[i].coords.thread_idx); }
+  std::string thread_name(unsigned i) const {
+    return "thread " + triple(threads_[i].coords.thread_idx);
+  }
 
-  std::vector<std::unique_ptr<Worker>> workers_;
+  std::deque<Worker> workers_;
   std::vector<CudaThread> threads_;
   std::vector<WarpState> warps_;
   std::vector<unsigned> round_;
@@ -244,7 +254,7 @@ class Scheduler {
   BlockCoords block_{};
   void* shared_ = nullptr;
   unsigned nthreads_ = 0;
-  unsigned current_ = 0;        // the thread whose fiber runs
+  unsigned current_ = 0;  // the thread whose fiber runs
   unsigned exited_ = 0;
   unsigned at_barrier_ = 0;     // threads waiting in __syncthreads
   unsigned barrier_first_ = 0;  // the first of them (its site is the barrier's site)
@@ -258,7 +268,7 @@ void worker_main(void* arg) {
   // Each resume after the previous thread returned starts the next block's thread `index`.
   while (!w.quit) {
     w.scheduler->run_thread(w.index);
-    w.fiber->suspend();
+    w.fiber.suspend();
   }
 }
 
@@ -271,7 +281,8 @@ std::string launch_prefix(const LaunchRequest& r) {
   std::string s = "kernel `" + std::string(r.site.kernel) + "` launched at " +
                   where({r.site.file, r.site.line}) + " (grid " + triple(r.grid) + ", block " +
                   triple(r.block);
-  if (r.shared_bytes != 0) s += ", " + std::to_string(r.shared_bytes) + " bytes of dynamic shared memory";
+  if (r.shared_bytes != 0)
+    s += ", " + std::to_string(r.shared_bytes) + " bytes of dynamic shared memory";
   return s + ")";
 }
 
@@ -280,13 +291,8 @@ std::string launch_prefix(const LaunchRequest& r) {
 
 void Scheduler::prepare(const LaunchRequest& r) {
   nthreads_ = r.block.x * r.block.y * r.block.z;
-  while (workers_.size() < nthreads_) {
-    auto w = std::make_unique<Worker>();
-    w->scheduler = this;
-    w->index = static_cast<unsigned>(workers_.size());
-    w->fiber = std::make_unique<Fiber>(Fiber::default_stack_bytes(), &worker_main, w.get());
-    workers_.push_back(std::move(w));
-  }
+  while (workers_.size() < nthreads_)
+    workers_.emplace_back(this, static_cast<unsigned>(workers_.size()));
   // Sized before any fiber runs: fibers hold references into these vectors.
   threads_.resize(nthreads_);
   ready_.assign(nthreads_, 0);
@@ -311,9 +317,10 @@ void Scheduler::run(const LaunchRequest& r, OrderState& order) {
 
   // Dynamic shared memory: exactly the requested size, so AddressSanitizer sees overruns.
   struct Free {
-    void operator()(void* p) const { ::operator delete(p, std::align_val_t{256}); }
+    void operator()(void* p) const { ::operator delete (p, std::align_val_t{256}); }
   };
-  std::unique_ptr<void, Free> shared(r.shared_bytes ? ::operator new(r.shared_bytes, std::align_val_t{256}) : nullptr);
+  std::unique_ptr<void, Free> shared(
+      r.shared_bytes ? ::operator new (r.shared_bytes, std::align_val_t{256}) : nullptr);
   shared_ = shared.get();
 
   // Whatever happens, leave this OS thread outside any kernel.
@@ -393,11 +400,11 @@ void Scheduler::resume(unsigned i) {
   current_ = i;
   current_thread = &threads_[i].coords;
   ++resumes_;
-  workers_[i]->fiber->resume();
+  workers_[i].fiber.resume();
 }
 
 void Scheduler::wait() {
-  workers_[current_]->fiber->suspend();
+  workers_[current_].fiber.suspend();
   // Resumed: either released (current_ is us again) or being unwound after a fault.
   if (aborting_) throw Unwind{};
 }
@@ -523,14 +530,14 @@ void Scheduler::complete_warp_op(unsigned warp, unsigned group) {
       }
       if ((group >> src & 1u) == 0) {
         const bool exists = (warps_[warp].lanes >> src & 1u) != 0;
-        throw KernelFault{std::string(op_name(u.op)) + " at " + where(u.site) + ": lane " +
-                          std::to_string(lane) + " (" + thread_name(base + static_cast<unsigned>(lane)) +
-                          ") reads lane " + std::to_string(src) +
-                          (exists ? ", which is not in the mask " + hex(u.mask)
-                                  : ", which does not exist (the block's last warp has " +
-                                        std::to_string(__builtin_popcount(warps_[warp].lanes)) +
-                                        " lanes)") +
-                          ": the value would be undefined on a GPU"};
+        throw KernelFault{
+            std::string(op_name(u.op)) + " at " + where(u.site) + ": lane " + std::to_string(lane) +
+            " (" + thread_name(base + static_cast<unsigned>(lane)) + ") reads lane " +
+            std::to_string(src) +
+            (exists ? ", which is not in the mask " + hex(u.mask)
+                    : ", which does not exist (the block's last warp has " +
+                          std::to_string(__builtin_popcount(warps_[warp].lanes)) + " lanes)") +
+            ": the value would be undefined on a GPU"};
       }
       u.result = threads_[base + static_cast<unsigned>(src)].value;
     }
@@ -544,8 +551,8 @@ void Scheduler::complete_warp_op(unsigned warp, unsigned group) {
 // Faults.
 
 [[noreturn]] void Scheduler::fail_block(const std::string& detail) {
-  const std::string message = launch_prefix(*request_) + ": in block " + triple(block_.block_idx) +
-                              ", " + detail + ".";
+  const std::string message =
+      launch_prefix(*request_) + ": in block " + triple(block_.block_idx) + ", " + detail + ".";
   abort_block();
   throw EmulationError(api::cudaErrorLaunchFailure, message);
 }
@@ -595,8 +602,8 @@ std::string Scheduler::describe_deadlock() const {
   if (at_barrier_ == 0) return "deadlock: " + describe_warp_stall();
   std::string s = "__syncthreads() at " + where(threads_[barrier_first_].site) +
                   " never completes: " + std::to_string(at_barrier_) + " of " +
-                  std::to_string(nthreads_) + " threads wait there (first: " +
-                  thread_name(barrier_first_) + ")";
+                  std::to_string(nthreads_) +
+                  " threads wait there (first: " + thread_name(barrier_first_) + ")";
   if (exited_ != 0) {
     unsigned first_exited = 0;
     while (threads_[first_exited].state != State::Exited) ++first_exited;
@@ -615,7 +622,8 @@ std::string Scheduler::describe_deadlock() const {
 // Entry points.
 
 void sync_threads(const char* file, int line) {
-  if (active_scheduler == nullptr) throw std::logic_error("__syncthreads() called outside a kernel");
+  if (active_scheduler == nullptr)
+    throw std::logic_error("__syncthreads() called outside a kernel");
   active_scheduler->sync_threads(Site{file, line});
 }
 
@@ -632,8 +640,10 @@ void* dynamic_shared_memory() {
 
 void launch(const LaunchRequest& r) {
   if (active_scheduler != nullptr)
-    throw EmulationError(api::cudaErrorLaunchFailure,
-                         launch_prefix(r) + ": launched from inside a kernel (dynamic parallelism is not emulated).");
+    throw EmulationError(
+        api::cudaErrorLaunchFailure,
+        launch_prefix(r) +
+            ": launched from inside a kernel (dynamic parallelism is not emulated).");
   const dim3 b = r.block, g = r.grid;
   const std::uint64_t threads = std::uint64_t{b.x} * b.y * b.z;
   const std::uint64_t blocks = std::uint64_t{g.x} * g.y * g.z;
@@ -652,10 +662,12 @@ void launch(const LaunchRequest& r) {
           " bytes (raise it with cudaFuncSetAttribute(kernel, "
           "cudaFuncAttributeMaxDynamicSharedMemorySize, bytes))";
   if (!bad.empty())
-    throw EmulationError(api::cudaErrorInvalidConfiguration, launch_prefix(r) + ": invalid configuration: " + bad + ".");
+    throw EmulationError(api::cudaErrorInvalidConfiguration,
+                         launch_prefix(r) + ": invalid configuration: " + bad + ".");
   if (!is_valid_stream(r.stream))
-    throw EmulationError(api::cudaErrorInvalidResourceHandle,
-                         launch_prefix(r) + ": the stream is not null and not a live stream from cudaStreamCreate.");
+    throw EmulationError(
+        api::cudaErrorInvalidResourceHandle,
+        launch_prefix(r) + ": the stream is not null and not a live stream from cudaStreamCreate.");
 
   std::lock_guard<std::mutex> lock(launch_mutex());
   OrderState& order = order_state();
@@ -669,8 +681,9 @@ void throw_host_pointer_argument(const LaunchSite& site, int position, int count
   std::snprintf(buffer, sizeof buffer, "%#llx", static_cast<unsigned long long>(address));
   throw EmulationError(api::cudaErrorInvalidDevicePointer,
                        "kernel `" + std::string(site.kernel) + "` launched at " +
-                           where({site.file, site.line}) + ": argument " + std::to_string(position) +
-                           " of " + std::to_string(count) + " is " + buffer +
+                           where({site.file, site.line}) + ": argument " +
+                           std::to_string(position) + " of " + std::to_string(count) + " is " +
+                           buffer +
                            ", which is neither null nor inside memory from cudaMalloc: a host "
                            "pointer passed to a kernel (or freed device memory).");
 }

@@ -84,7 +84,7 @@ void check_shape(const Pool2dShape& s, uint32_t seed) {
   require_same_values(y, y_ref, "forward y");
   REQUIRE(argmax == argmax_ref);
   const auto [y2, argmax2] = forward();
-  REQUIRE(std::memcmp(y2.data(), y.data(), y.size() * sizeof(float)) == 0);
+  REQUIRE((y.empty() || std::memcmp(y2.data(), y.data(), y.size() * sizeof(float)) == 0));
   REQUIRE(argmax2 == argmax);
 
   // Backward from the CPU's argmax, so that it is tested on its own.
@@ -96,7 +96,7 @@ void check_shape(const Pool2dShape& s, uint32_t seed) {
   const Vec dx = backward();
   require_same_values(dx, dx_ref, "backward dx");
   const Vec dx2 = backward();
-  REQUIRE(std::memcmp(dx2.data(), dx.data(), dx.size() * sizeof(float)) == 0);
+  REQUIRE((dx.empty() || std::memcmp(dx2.data(), dx.data(), dx.size() * sizeof(float)) == 0));
 }
 
 }  // namespace

@@ -2,7 +2,6 @@
 #pragma once
 
 #include <catch2/catch.hpp>
-
 #include <cstdint>
 #include <string>
 
@@ -13,7 +12,8 @@ namespace unet::emu_test {
 // Runs the body under one thread order and restores the previous order afterwards.
 class OrderScope {
  public:
-  explicit OrderScope(emu::ThreadOrder order, std::uint64_t seed = 0) : saved_(emu::thread_order()) {
+  explicit OrderScope(emu::ThreadOrder order, std::uint64_t seed = 0)
+      : saved_(emu::thread_order()) {
     emu::set_thread_order(order, seed);
   }
   ~OrderScope() { emu::set_thread_order(saved_); }

@@ -1,6 +1,5 @@
 // Emulation layer: block barriers, thread orders, and what happens when a kernel faults.
 #include <catch2/catch.hpp>
-
 #include <thread>
 #include <vector>
 
@@ -32,11 +31,14 @@ struct OrderCase {
   ThreadOrder order;
   std::uint64_t seed;
 };
-const OrderCase kOrders[] = {{ThreadOrder::Forward, 0}, {ThreadOrder::Reverse, 0},
-                             {ThreadOrder::Random, 1},  {ThreadOrder::Random, 2},
+const OrderCase kOrders[] = {{ThreadOrder::Forward, 0},
+                             {ThreadOrder::Reverse, 0},
+                             {ThreadOrder::Random, 1},
+                             {ThreadOrder::Random, 2},
                              {ThreadOrder::Random, 3}};
 
-TEST_CASE("emu: block sum with shared memory and __syncthreads is right under every order", "[emu]") {
+TEST_CASE("emu: block sum with shared memory and __syncthreads is right under every order",
+          "[emu]") {
   const int blocks = 4, threads = 256, n = 4 * blocks * threads + 77;
   int salt = 0;
   for (const OrderCase& c : kOrders) {
@@ -89,7 +91,8 @@ TEST_CASE("emu: threads at different __syncthreads are a divergent barrier", "[e
   DeviceBuffer<int> out(128);
   const auto e = launch_error([&] { divergent_barrier(out.get()); });
   CHECK(e.code() == cudaErrorLaunchFailure);
-  CHECK_THAT(e.what(), Contains("divergent_barrier_kernel") && Contains("divergent __syncthreads()") &&
+  CHECK_THAT(e.what(), Contains("divergent_barrier_kernel") &&
+                           Contains("divergent __syncthreads()") &&
                            Contains(site(kDivergentBarrierEvenLine)) &&
                            Contains(site(kDivergentBarrierOddLine)) && Contains("in block (") &&
                            Contains("thread ("));
@@ -100,13 +103,15 @@ TEST_CASE("emu: a thread that returns while others wait at __syncthreads is repo
   for (const OrderCase& c : kOrders) {
     OrderScope scope(c.order, c.seed);
     const auto e = launch_error([&] { return_before_barrier(out.get()); });
-    CHECK_THAT(e.what(), Contains("return_before_barrier_kernel") && Contains(site(kReturnBarrierLine)) &&
-                             Contains("never completes") && Contains("63 of 64 threads wait") &&
+    CHECK_THAT(e.what(), Contains("return_before_barrier_kernel") &&
+                             Contains(site(kReturnBarrierLine)) && Contains("never completes") &&
+                             Contains("63 of 64 threads wait") &&
                              Contains("1 has returned (first: thread (0,0,0))"));
   }
 }
 
-TEST_CASE("emu: an exception thrown by kernel code ends the launch; suspended threads unwind", "[emu]") {
+TEST_CASE("emu: an exception thrown by kernel code ends the launch; suspended threads unwind",
+          "[emu]") {
   OrderScope scope(ThreadOrder::Forward);
   const int blocks = 3, threads = 64;
   DeviceBuffer<int> out(blocks * threads);

@@ -1,7 +1,6 @@
 // Emulation layer: launches (tiled SGEMM, coordinates, configuration and pointer checks, dynamic
 // shared memory) and a timing of the two workloads the design targets.
 #include <catch2/catch.hpp>
-
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -23,7 +22,8 @@ std::vector<float> pattern(int n, int salt) {
   return v;
 }
 
-std::vector<float> naive_gemm(int m, int n, int k, const std::vector<float>& a, const std::vector<float>& b) {
+std::vector<float> naive_gemm(int m, int n, int k, const std::vector<float>& a,
+                              const std::vector<float>& b) {
   std::vector<float> c(static_cast<std::size_t>(m) * n);
   for (int i = 0; i < m; ++i)
     for (int j = 0; j < n; ++j) {
@@ -34,7 +34,8 @@ std::vector<float> naive_gemm(int m, int n, int k, const std::vector<float>& a, 
   return c;
 }
 
-TEST_CASE("emu: tiled SGEMM matches a naive loop on sizes that are not multiples of the tile", "[emu]") {
+TEST_CASE("emu: tiled SGEMM matches a naive loop on sizes that are not multiples of the tile",
+          "[emu]") {
   const int sizes[][3] = {{37, 53, 29}, {16, 16, 16}, {1, 70, 33}, {65, 1, 17}};
   for (const auto& s : sizes) {
     const int m = s[0], n = s[1], k = s[2];
@@ -146,7 +147,8 @@ TEST_CASE("emu: more than 48 KiB of dynamic shared memory needs cudaFuncSetAttri
   const int threads = 64;
   const std::size_t bytes = 64 * 1024;
   DeviceBuffer<float> before(threads), after(threads);
-  const auto e = launch_error([&] { dynamic_shared(1, threads, bytes, before.get(), after.get()); });
+  const auto e =
+      launch_error([&] { dynamic_shared(1, threads, bytes, before.get(), after.get()); });
   CHECK(e.code() == cudaErrorInvalidConfiguration);
   CHECK_THAT(e.what(), Contains("cudaFuncAttributeMaxDynamicSharedMemorySize"));
   CHECK(allow_dynamic_shared(400 * 1024) == cudaErrorInvalidValue);
@@ -163,7 +165,9 @@ TEST_CASE("emu: speed of a 128^3 tiled SGEMM and 4x16x64x64 channel statistics",
     const auto start = std::chrono::steady_clock::now();
     const int reps = 10;
     for (int r = 0; r < reps; ++r) f();
-    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() / reps;
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+               .count() /
+           reps;
   };
   const int s = 128;
   DeviceBuffer<float> a(pattern(s * s, 1)), b(pattern(s * s, 2)), c(s * s);
@@ -172,10 +176,13 @@ TEST_CASE("emu: speed of a 128^3 tiled SGEMM and 4x16x64x64 channel statistics",
   const double gemm_resumes = static_cast<double>(emu::fiber_resume_count() - resumes) / 11;
   DeviceBuffer<float> x(pattern(4 * 16 * 64 * 64, 3)), sum(16), sumsq(16);
   resumes = emu::fiber_resume_count();
-  const double stats = time_ms([&] { channel_stats(4, 16, 64 * 64, x.get(), sum.get(), sumsq.get()); });
+  const double stats =
+      time_ms([&] { channel_stats(4, 16, 64 * 64, x.get(), sum.get(), sumsq.get()); });
   const double stats_resumes = static_cast<double>(emu::fiber_resume_count() - resumes) / 11;
-  std::printf("emu speed: sgemm 128^3 %.2f ms (%.0f resumes), channel stats 4x16x64x64 %.2f ms (%.0f resumes)\n",
-              gemm, gemm_resumes, stats, stats_resumes);
+  std::printf(
+      "emu speed: sgemm 128^3 %.2f ms (%.0f resumes), channel stats 4x16x64x64 %.2f ms (%.0f "
+      "resumes)\n",
+      gemm, gemm_resumes, stats, stats_resumes);
   CHECK(gemm < 1000.0);
 }
 

@@ -1,6 +1,5 @@
 // Emulation layer: the runtime API subset (memory, copies, streams, events, errors, device).
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -64,8 +63,10 @@ TEST_CASE("emu runtime: cudaMemcpy checks bounds and directions", "[emu]") {
     CHECK(cudaMemcpy(d, e + 1, 64, cudaMemcpyDeviceToDevice) == cudaErrorInvalidValue);
   }
   SECTION("wrong direction") {
-    CHECK(cudaMemcpy(host.data(), back.data(), 64, cudaMemcpyHostToDevice) == cudaErrorInvalidValue);
-    CHECK(cudaMemcpy(back.data(), host.data(), 64, cudaMemcpyDeviceToHost) == cudaErrorInvalidValue);
+    CHECK(cudaMemcpy(host.data(), back.data(), 64, cudaMemcpyHostToDevice) ==
+          cudaErrorInvalidValue);
+    CHECK(cudaMemcpy(back.data(), host.data(), 64, cudaMemcpyDeviceToHost) ==
+          cudaErrorInvalidValue);
     CHECK(cudaMemcpy(d, e, 64, cudaMemcpyHostToDevice) == cudaErrorInvalidValue);  // src is device
     CHECK(cudaMemcpy(d, e, 64, cudaMemcpyHostToHost) == cudaErrorInvalidValue);
     CHECK(cudaMemcpy(d, host.data(), 64, static_cast<cudaMemcpyKind>(7)) == cudaErrorInvalidValue);

@@ -1,7 +1,6 @@
 // Emulation layer: warp shuffles, votes, __syncwarp, warp faults and atomics.
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <climits>
 #include <numeric>
 #include <vector>
@@ -44,14 +43,15 @@ std::vector<int> expected_shuffles(const std::vector<int>& in, const ShuffleCase
 }
 
 TEST_CASE("emu: shuffles down/up/xor/idx with widths 1 to 32", "[emu]") {
-  const ShuffleCase cases[] = {{1, 1, 0, 32}, {3, 5, 7, 8},  {16, 16, 33, 32},
-                               {2, 12, -1, 8}, {5, 3, -1, 16}, {0, 0, 0, 1}, {1, 1, 1, 2}};
+  const ShuffleCase cases[] = {{1, 1, 0, 32},  {3, 5, 7, 8}, {16, 16, 33, 32}, {2, 12, -1, 8},
+                               {5, 3, -1, 16}, {0, 0, 0, 1}, {1, 1, 1, 2}};
   const int threads = 64;
   std::vector<int> in(threads);
   for (int i = 0; i < threads; ++i) in[i] = i * 3 + 1;
   DeviceBuffer<int> din(in), dout(threads * 7);
   for (const ShuffleCase& c : cases) {
-    INFO("delta " << c.delta << " lane_mask " << c.lane_mask << " src_lane " << c.src_lane << " width " << c.width);
+    INFO("delta " << c.delta << " lane_mask " << c.lane_mask << " src_lane " << c.src_lane
+                  << " width " << c.width);
     shuffles(threads, din.get(), dout.get(), c.delta, c.lane_mask, c.src_lane, c.width);
     CHECK(dout.download() == expected_shuffles(in, c));
   }
@@ -94,7 +94,8 @@ TEST_CASE("emu: half-warps with disjoint masks shuffle and __syncwarp independen
   std::vector<int> in(threads);
   std::iota(in.begin(), in.end(), 0);
   DeviceBuffer<int> din(in), dout(threads);
-  for (emu::ThreadOrder order : {emu::ThreadOrder::Forward, emu::ThreadOrder::Reverse, emu::ThreadOrder::Random}) {
+  for (emu::ThreadOrder order :
+       {emu::ThreadOrder::Forward, emu::ThreadOrder::Reverse, emu::ThreadOrder::Random}) {
     OrderScope scope(order, 4);
     half_warp_sums(threads, din.get(), dout.get());
     const auto out = dout.download();
@@ -126,15 +127,17 @@ TEST_CASE("emu: warp faults are reported", "[emu]") {
   SECTION("a lane outside its own mask") {
     DeviceBuffer<int> out(32);
     const auto e = launch_error([&] { shuffle_outside_mask(out.get()); });
-    CHECK_THAT(e.what(), Contains("__shfl_sync") && Contains("mask 0x00000001") &&
-                             Contains("leaves out"));
+    CHECK_THAT(e.what(),
+               Contains("__shfl_sync") && Contains("mask 0x00000001") && Contains("leaves out"));
   }
   SECTION("a lane that returned before a full-mask shuffle") {
     DeviceBuffer<int> out(32);
-    for (emu::ThreadOrder order : {emu::ThreadOrder::Forward, emu::ThreadOrder::Reverse, emu::ThreadOrder::Random}) {
+    for (emu::ThreadOrder order :
+         {emu::ThreadOrder::Forward, emu::ThreadOrder::Reverse, emu::ThreadOrder::Random}) {
       OrderScope scope(order, 9);
       const auto e = launch_error([&] { shuffle_after_return(out.get()); });
-      CHECK_THAT(e.what(), Contains("__shfl_down_sync") && Contains("lane 3") && Contains("returned"));
+      CHECK_THAT(e.what(),
+                 Contains("__shfl_down_sync") && Contains("lane 3") && Contains("returned"));
     }
   }
 }
@@ -146,7 +149,8 @@ TEST_CASE("emu: atomics return the old value and are never torn", "[emu]") {
   DeviceBuffer<unsigned long long> ull(std::vector<unsigned long long>{10});
   DeviceBuffer<float> f(std::vector<float>{1.0f});
   DeviceBuffer<double> d(std::vector<double>{2.0});
-  atomics(blocks, threads, tickets.get(), dcounters.get(), exchanged.get(), ull.get(), f.get(), d.get());
+  atomics(blocks, threads, tickets.get(), dcounters.get(), exchanged.get(), ull.get(), f.get(),
+          d.get());
   const auto c = dcounters.download();
   auto t = tickets.download();
   std::sort(t.begin(), t.end());

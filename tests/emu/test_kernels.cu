@@ -71,7 +71,8 @@ __global__ void sgemm_tiled_kernel(int m, int n, int k, const float* __restrict_
 // ---- batch-norm style statistics ------------------------------------------------------------
 
 __device__ __forceinline__ float warp_sum(float v) {
-  for (int offset = warpSize / 2; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
+  for (int offset = warpSize / 2; offset > 0; offset /= 2)
+    v += __shfl_down_sync(0xffffffffu, v, offset);
   return v;
 }
 
@@ -169,7 +170,7 @@ __global__ void shuffles_kernel(const int* in, int* out, unsigned delta, int lan
   o[2] = __shfl_xor_sync(full, v, lane_mask, width);
   o[3] = __shfl_sync(full, v, src_lane, width);
   o[4] = static_cast<int>(__shfl_down_sync(full, static_cast<float>(v) + 0.5f, delta, width));
-  o[5] = static_cast<int>(__shfl_xor_sync(full, static_cast<double>(v) * 4.0, lane_mask, width) / 4.0);
+  o[5] = static_cast<int>(__shfl_xor_sync(full, v * 4.0, lane_mask, width) / 4.0);
   o[6] = static_cast<int>(__shfl_sync(full, static_cast<unsigned>(v), src_lane, width));
 }
 
@@ -274,7 +275,8 @@ void block_sum_missing_sync(const float* x, int n, float* partial, int blocks, i
   UNET_LAUNCH(block_sum_missing_sync_kernel, blocks, threads, 0, 0)(x, n, partial);
 }
 
-void sgemm_tiled(int m, int n, int k, const float* a, const float* b, float* c, cudaStream_t stream) {
+void sgemm_tiled(int m, int n, int k, const float* a, const float* b, float* c,
+                 cudaStream_t stream) {
   constexpr int kTile = 16;
   const dim3 grid((n + kTile - 1) / kTile, (m + kTile - 1) / kTile);
   const dim3 block(kTile, kTile);
@@ -295,7 +297,9 @@ void scale(int n, const float* x, float s, float* y) {
 
 void divergent_barrier(int* out) { UNET_LAUNCH(divergent_barrier_kernel, 2, 64, 0, 0)(out); }
 
-void return_before_barrier(int* out) { UNET_LAUNCH(return_before_barrier_kernel, 1, 64, 0, 0)(out); }
+void return_before_barrier(int* out) {
+  UNET_LAUNCH(return_before_barrier_kernel, 1, 64, 0, 0)(out);
+}
 
 void shuffles(int threads, const int* in, int* out, unsigned delta, int lane_mask, int src_lane,
               int width) {
@@ -323,12 +327,14 @@ void atomics(int blocks, int threads, int* tickets, int* counters, int* exchange
   UNET_LAUNCH(atomics_kernel, blocks, threads, 0, 0)(tickets, counters, exchanged, ull, f, d);
 }
 
-void dynamic_shared(int blocks, int threads, std::size_t shared_bytes, float* before, float* after) {
+void dynamic_shared(int blocks, int threads, std::size_t shared_bytes, float* before,
+                    float* after) {
   UNET_LAUNCH(dynamic_shared_kernel, blocks, threads, shared_bytes, 0)(before, after);
 }
 
 cudaError_t allow_dynamic_shared(int bytes) {
-  return cudaFuncSetAttribute(dynamic_shared_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  return cudaFuncSetAttribute(dynamic_shared_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              bytes);
 }
 
 #if defined(UNET_CUDA_EMULATION)

@@ -33,7 +33,7 @@ void coordinates(dim3 grid, dim3 block, unsigned* out, cudaStream_t stream = nul
 void scale(int n, const float* x, float s, float* y);
 
 // Barrier faults, with the lines of their barriers (for the error messages).
-void divergent_barrier(int* out);   // even threads at one __syncthreads, odd ones at another
+void divergent_barrier(int* out);      // even threads at one __syncthreads, odd ones at another
 void return_before_barrier(int* out);  // thread 0 returns, the others wait
 extern const int kDivergentBarrierEvenLine;
 extern const int kDivergentBarrierOddLine;
