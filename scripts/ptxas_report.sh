@@ -34,6 +34,8 @@ for source in kernels/cuda/*.cu; do
       }' "$raw"
   done
 done | sort -u | while IFS=$'\t' read -r fn arch regs smem spills; do
-  echo "| \`$(echo "$fn" | c++filt | sed 's/(.*//')\` | $arch | $regs | $smem | $spills |"
+  # Demangled, without the return type, namespaces and argument list: "conv_tile_kernel<64, 64>".
+  name=$(echo "$fn" | c++filt | sed -e 's/^void //' -e 's/(anonymous namespace):://g' -e 's/unet::cuda:://' -e 's/\(.*\)(.*)$/\1/')
+  echo "| \`$name\` | $arch | $regs | $smem | $spills |"
 done >>"$table"
 echo "ptxas report: $table"

@@ -73,7 +73,9 @@ __device__ __forceinline__ double channel_count(const BatchNormShape& s) {
 
 // relu_forward's expression, so that the fused and unfused paths agree bit for bit and a NaN
 // passes through instead of being zeroed.
-__device__ __forceinline__ float fused_relu(float v, bool relu) { return relu && v < 0.0f ? 0.0f : v; }
+__device__ __forceinline__ float fused_relu(float v, bool relu) {
+  return relu && v < 0.0f ? 0.0f : v;
+}
 
 // The gradient reaching the normalisation's output: dy, zeroed where the ReLU was off. y is read
 // only when relu is set (it may be null otherwise).
@@ -114,7 +116,9 @@ __global__ void bn_forward_train_kernel(BatchNormShape s, const float* __restric
   }
 
   const float mean_f = float(mean), scale = float(double(gamma[c]) * invstd), shift = beta[c];
-  for_channel(s, c, [&](std::size_t i) { y[i] = fused_relu((x[i] - mean_f) * scale + shift, relu); });
+  for_channel(s, c, [&](std::size_t i) {
+    y[i] = fused_relu((x[i] - mean_f) * scale + shift, relu);
+  });
 }
 
 // Elementwise: plane p = n * C + c on y (striding by gridDim.y), its HW values on x.
@@ -144,7 +148,8 @@ __global__ void bn_forward_infer_kernel(BatchNormShape s, const float* __restric
 template <bool kTrain>
 __global__ void bn_backward_kernel(BatchNormShape s, const float* __restrict__ dy,
                                    const float* __restrict__ x, const float* __restrict__ y,
-                                   const float* __restrict__ gamma, const float* __restrict__ mean_in,
+                                   const float* __restrict__ gamma,
+                                   const float* __restrict__ mean_in,
                                    const float* __restrict__ stat_in, float eps,
                                    float* __restrict__ dx, float* __restrict__ dgamma,
                                    float* __restrict__ dbeta, bool relu) {

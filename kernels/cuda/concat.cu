@@ -21,7 +21,8 @@ constexpr std::size_t kMaxPlaneBlocks = 256;
 __device__ __forceinline__ std::size_t part_plane(const ConcatShape& s, int q, bool& in_a) {
   const int channels = s.c_a + s.c_b, n = q / channels, c = q - n * channels;
   in_a = c < s.c_a;
-  const std::size_t plane = in_a ? std::size_t(n) * s.c_a + c : std::size_t(n) * s.c_b + (c - s.c_a);
+  const std::size_t plane =
+      in_a ? std::size_t(n) * s.c_a + c : std::size_t(n) * s.c_b + (c - s.c_a);
   return plane * s.hw;
 }
 

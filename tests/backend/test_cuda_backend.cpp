@@ -100,3 +100,20 @@ TEST_CASE("tensors round-trip through the CUDA backend and its allocator reports
   }
   CHECK(alloc.stats().current_bytes == before);
 }
+
+TEST_CASE("conv2d on the CUDA backend's default path (cuDNN on a real GPU) matches the CPU", "[cuda][backend][cudnn]") {
+  if (!cuda_ready()) return;
+  REQUIRE(engine_options().cudnn);
+  auto run = [](Device device) {
+    Tensor x = Tensor::from_vector({2, 8, 30, 30}, test::random_vector<float>(2 * 8 * 30 * 30, 1)).to(device);
+    Tensor w = Tensor::from_vector({16, 8, 3, 3}, test::random_vector<float>(16 * 8 * 9, 2, -0.2, 0.2)).to(device);
+    Tensor b = Tensor::from_vector({16}, test::random_vector<float>(16, 3)).to(device);
+    for (Tensor* t : {&x, &w, &b}) *t = t->detach().set_requires_grad(true);
+    const Tensor y = ops::conv2d(x, w, b, 1, ops::Padding::Same);
+    ops::sum(ops::mul(y, y)).backward();
+    return std::vector<std::vector<float>>{y.to_vector(), x.grad().to_vector(), w.grad().to_vector(), b.grad().to_vector()};
+  };
+  const auto cpu = run(Device::CPU), gpu = run(Device::CUDA);
+  const char* names[] = {"y", "dx", "dw", "dbias"};
+  for (std::size_t i = 0; i < cpu.size(); ++i) test::require_close(gpu[i], cpu[i], 1e-3, 1e-4, names[i]);
+}

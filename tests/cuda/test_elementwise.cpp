@@ -112,7 +112,8 @@ void check_size(std::size_t n) {
     if (std::isnan(sig_y[i])) {
       REQUIRE(std::isnan(sig[i]));
     } else {
-      REQUIRE(std::abs(double(sig[i]) - double(sig_y[i])) <= 1e-30 + 1e-6 * std::abs(double(sig_y[i])));
+      REQUIRE(std::abs(double(sig[i]) - double(sig_y[i])) <=
+              1e-30 + 1e-6 * std::abs(double(sig_y[i])));
     }
   }
 }

@@ -71,7 +71,8 @@ double cpu_forward(LossKind kind, const Vec& in, const Vec& t) {
   switch (kind) {
     case LossKind::MSE: return unet::cpu::mse_forward<float>(n, in.data(), t.data());
     case LossKind::BCE: return unet::cpu::bce_with_logits_forward<float>(n, in.data(), t.data());
-    case LossKind::Dice: return unet::cpu::soft_dice_forward<float>(n, in.data(), t.data(), kSmooth);
+    case LossKind::Dice:
+      return unet::cpu::soft_dice_forward<float>(n, in.data(), t.data(), kSmooth);
     case LossKind::BCEDice:
       return unet::cpu::bce_dice_forward<float>(n, in.data(), t.data(), kSmooth);
     case LossKind::NegLogIoU:
