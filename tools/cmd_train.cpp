@@ -1,16 +1,15 @@
-// `unet train`: trains a U-Net on synthetic phantom slices with Adam and prints the loss as it
-// falls. (Real datasets, validation, schedules and logs come with the training pipeline.)
-#include <chrono>
+// `unet train`: the reference workflow: load a dataset (the synthetic phantom by default), split
+// it 80/20 by patient, train with Adam, reduce-on-plateau and early stopping, and leave a run
+// folder with checkpoints, a CSV log, a curves image and a JSON summary (train/trainer.h).
 #include <cstdio>
 #include <filesystem>
 
 #include <omp.h>
 
-#include "engine/autograd.h"
-#include "engine/ops.h"
 #include "engine/options.h"
-#include "train/adam.h"
-#include "train/phantom.h"
+#include "train/dataset.h"
+#include "train/split.h"
+#include "train/trainer.h"
 #include "tools/commands.h"
 #include "tools/model_flags.h"
 
@@ -24,92 +23,92 @@ LossKind parse_loss(const std::string& name) {
   throw UsageError("unet train: --loss must be one of mse, bce, dice, bce_dice, neg_log_iou; got '" + name + "'");
 }
 
-// BCE-style losses take logits; the others take the sigmoid probabilities, as in the reference.
-bool takes_logits(LossKind k) { return k == LossKind::BCE || k == LossKind::BCEDice; }
-
-struct Batch {
-  Tensor image, mask;
-};
-
-std::vector<Batch> make_batches(const PhantomOptions& options, int slices, int batch, uint64_t seed,
-                                Device device) {
-  std::vector<Batch> batches;
-  for (int start = 0; start + batch <= slices; start += batch) {
-    std::vector<float> image, mask;
-    for (int i = start; i < start + batch; ++i) {
-      // Eight slices per patient, spread over the volume so that most of them cross the tumour.
-      const PhantomSlice s = make_phantom_slice(options, seed, uint64_t(i / 8), 4 * (i % 8) + 2);
-      image.insert(image.end(), s.image.begin(), s.image.end());
-      mask.insert(mask.end(), s.mask.begin(), s.mask.end());
-    }
-    batches.push_back({Tensor::from_vector({batch, options.channels, options.size, options.size}, image, device),
-                       Tensor::from_vector({batch, 1, options.size, options.size}, mask, device)});
-  }
-  return batches;
-}
-
 }  // namespace
 
 int run_train(int argc, char** argv) {
-  Args args("train", "Trains a U-Net on generated phantom MRI slices and prints the loss per epoch.");
+  Args args("train",
+            "Trains a U-Net. Data: 'phantom' (built-in synthetic MRI, the default), 'phantom:N' (N patients),\n"
+            "or a folder in the Kaggle LGG (TIFF), BraTS (NIfTI), NumPy-pairs or image-folder layout.\n"
+            "The run folder receives split.txt, log.csv, curves.png, best.ckpt, last.ckpt and summary.json.");
   add_model_flags(args);
-  args.option("size", "pixels", "128", "image height and width")
-      .option("slices", "n", "48", "number of generated training slices")
-      .option("batch", "n", "6", "batch size")
-      .option("epochs", "n", "8", "passes over the slices")
+  args.option("data", "source", "phantom", "dataset: phantom, phantom:N or a folder")
+      .option("out", "dir", "runs/unet", "run folder")
+      .option("size", "pixels", "240", "input height and width (images are resized)")
+      .option("epochs", "n", "100", "maximum epochs")
+      .option("batch", "n", "8", "batch size")
       .option("lr", "rate", "0.002", "Adam learning rate")
+      .option("weight-decay", "w", "0", "decoupled weight decay (AdamW)")
       .option("loss", "name", "bce_dice", "mse, bce, dice, bce_dice or neg_log_iou")
-      .option("seed", "n", "1", "seed for data, weights and dropout")
+      .option("monitor", "value", "val_loss", "val_loss or val_dice: drives LR decay, early stop, best")
+      .option("lr-factor", "f", "0.5", "LR multiplier on a plateau")
+      .option("lr-patience", "n", "10", "epochs without improvement before the LR drops")
+      .option("min-lr", "rate", "1e-6", "lower bound of the LR")
+      .option("stop-patience", "n", "15", "epochs without improvement before stopping")
+      .option("min-delta", "d", "0.0001", "smallest change that counts as an improvement")
+      .option("val-fraction", "f", "0.2", "fraction of patients held out for validation")
+      .option("split", "file", "", "reuse this split file instead of drawing one")
+      .option("seed", "n", "1", "seed for the split, weights, augmentation and dropout")
       .option("threads", "n", "0", "CPU threads (0: all cores)")
       .option("device", "name", "auto", "auto (CUDA when a GPU is usable, else CPU), cpu or cuda")
       .option("conv", "impl", "cudnn", "CUDA convolutions: cudnn or handwritten")
-      .option("out", "file", "", "write the trained model to this checkpoint");
+      .flag("no-augment", "train without augmentation")
+      .flag("no-restore-best", "keep the last epoch's weights instead of the best")
+      .flag("resume", "continue the run in --out from its last.ckpt");
   if (!args.parse(argc, argv)) return 0;
 
   const UNetConfig config = model_config_from(args);
-  const LossKind loss_kind = parse_loss(args.get("loss"));
-  const int batch = args.get_int("batch"), epochs = args.get_int("epochs"), slices = args.get_int("slices");
-  if (batch < 1 || epochs < 1 || slices < batch) throw UsageError("unet train: need --batch >= 1, --epochs >= 1, --slices >= --batch");
+  TrainOptions o;
+  o.run_dir = args.get("out");
+  o.epochs = args.get_int("epochs");
+  o.batch_size = args.get_int("batch");
+  o.loss = parse_loss(args.get("loss"));
+  o.adam.lr = args.get_float("lr");
+  o.adam.weight_decay = args.get_float("weight-decay");
+  if (args.get("monitor") != "val_loss" && args.get("monitor") != "val_dice") {
+    throw UsageError("unet train: --monitor must be val_loss or val_dice");
+  }
+  o.monitor_dice = args.get("monitor") == "val_dice";
+  const Mode mode = o.monitor_dice ? Mode::Max : Mode::Min;
+  o.plateau = {mode, args.get_float("lr-factor"), args.get_int("lr-patience"), args.get_float("min-lr"),
+               args.get_float("min-delta"), 0};
+  o.early = {mode, args.get_int("stop-patience"), args.get_float("min-delta")};
+  o.restore_best = !args.has("no-restore-best");
+  o.augment = !args.has("no-augment");
+  o.seed = uint64_t(args.get_int64("seed"));
+  o.resume = args.has("resume");
+  if (o.epochs < 1 || o.batch_size < 1) throw UsageError("unet train: --epochs and --batch must be at least 1");
   if (args.get_int("threads") > 0) omp_set_num_threads(args.get_int("threads"));
-  const auto seed = uint64_t(args.get_int64("seed"));
   if (args.get("conv") != "cudnn" && args.get("conv") != "handwritten") {
     throw UsageError("unet train: --conv must be cudnn or handwritten, got '" + args.get("conv") + "'");
   }
   engine_options().cudnn = args.get("conv") == "cudnn";
-  const Device device = resolve_device(args.get("device"));
+  o.device = resolve_device(args.get("device"));
 
-  PhantomOptions data;
+  DatasetOptions data;
   data.size = args.get_int("size");
   data.channels = config.in_channels;
-  const std::vector<Batch> batches = make_batches(data, slices, batch, seed, device);
-  UNet model(config, seed);
-  model.to(device);
-  Adam adam(model.named_parameters(), {.lr = args.get_float("lr")});
-  std::printf("training %lld-parameter U-Net on %zu batches of %d generated %dx%d slices, loss %s, on %s (%d CPU threads)\n",
-              static_cast<long long>(model.parameter_count() + model.buffer_count()), batches.size(), batch,
-              data.size, data.size, to_string(loss_kind).c_str(), to_string(device).c_str(), omp_get_max_threads());
+  data.seed = o.seed;
+  const std::vector<Sample> samples = load_dataset(args.get("data"), data);
+  std::filesystem::create_directories(o.run_dir);
+  const Split split = args.get("split").empty() ? split_by_patient(samples, args.get_float("val-fraction"), o.seed)
+                                                : read_split(args.get("split"), samples);
+  write_split(o.run_dir + "/split.txt", split);
+  const std::vector<int> train = sample_indices(samples, split.train), val = sample_indices(samples, split.val);
+  if (train.empty()) throw std::runtime_error("no training slices: every patient went to validation");
 
-  const auto start = std::chrono::steady_clock::now();
-  for (int epoch = 1; epoch <= epochs; ++epoch) {
-    double total = 0;
-    for (std::size_t b = 0; b < batches.size(); ++b) {
-      const Tensor logits = model.forward(batches[b].image);
-      const Tensor input = takes_logits(loss_kind) ? logits : ops::sigmoid(logits);
-      const Tensor loss = ops::loss(loss_kind, input, batches[b].mask);
-      adam.zero_grad();
-      loss.backward();
-      adam.step();
-      total += loss.item();
-      std::printf("\repoch %d/%d  batch %zu/%zu  loss %.4f", epoch, epochs, b + 1, batches.size(), total / double(b + 1));
-      std::fflush(stdout);
-    }
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::printf("\repoch %d/%d  loss %.4f  elapsed %.1f s%20s\n", epoch, epochs, total / double(batches.size()), seconds, "");
-  }
-  if (!args.get("out").empty()) {
-    save_unet(args.get("out"), model, {{"run.loss", to_string(loss_kind)}});
-    std::printf("model written to %s\n", args.get("out").c_str());
-  }
+  UNet model(config, o.seed);
+  model.to(o.device);
+  std::printf("unet train: %zu slices of %zu patients from %s (%s), %dx%d, %d channels\n", samples.size(),
+              split.train.size() + split.val.size(), args.get("data").c_str(), detect_format(args.get("data")).c_str(),
+              data.size, data.size, config.in_channels);
+  std::printf("split: %zu train slices (%zu patients), %zu val slices (%zu patients) -> %s/split.txt\n", train.size(),
+              split.train.size(), val.size(), split.val.size(), o.run_dir.c_str());
+  std::printf("model: %lld parameters; loss %s, batch %d, lr %g, on %s (%d CPU threads)\n",
+              static_cast<long long>(model.parameter_count() + model.buffer_count()), to_string(o.loss).c_str(),
+              o.batch_size, double(o.adam.lr), to_string(o.device).c_str(), omp_get_max_threads());
+  const TrainResult r = train_model(model, samples, train, val, o);
+  std::printf("run folder %s: curves.png, log.csv, best.ckpt (epoch %d), last.ckpt, summary.json\n", o.run_dir.c_str(),
+              r.best_epoch);
   return 0;
 }
 

@@ -17,14 +17,27 @@ inline void add_model_flags(Args& args) {
       .flag("no-batch-norm", "conv blocks without batch normalisation");
 }
 
+// Flag values are checked here so that errors name the flag (exit code 2), then the config's own
+// rules apply.
 inline UNetConfig model_config_from(const Args& args) {
-  return UNetConfig::from_map({{"in_channels", args.get("in-channels")},
-                               {"out_channels", args.get("out-channels")},
-                               {"base_filters", args.get("base-filters")},
-                               {"depth", args.get("depth")},
-                               {"dropout", args.get("dropout")},
-                               {"batch_norm", args.has("no-batch-norm") ? "0" : "1"},
-                               {"upsampling", args.get("upsampling")}});
+  UNetConfig c;
+  c.in_channels = args.get_int("in-channels");
+  c.out_channels = args.get_int("out-channels");
+  c.base_filters = args.get_int("base-filters");
+  c.depth = args.get_int("depth");
+  c.dropout = args.get_float("dropout");
+  c.batch_norm = !args.has("no-batch-norm");
+  const std::string up = args.get("upsampling");
+  if (up != "transposed3x3" && up != "transposed2x2") {
+    throw UsageError("--upsampling must be transposed3x3 or transposed2x2, got '" + up + "'");
+  }
+  c.upsampling = up == "transposed3x3" ? Upsampling::Transposed3x3 : Upsampling::Transposed2x2;
+  try {
+    c.validate();
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  return c;
 }
 
 }  // namespace unet::cli

@@ -27,6 +27,7 @@ class Adam {
   float lr() const { return options_.lr; }
   void set_lr(float lr) { options_.lr = lr; }
   long steps() const { return step_; }
+  void set_steps(long steps) { step_ = steps; }  // when resuming, with the moments restored
   // Moments by parameter name ("m.<name>", "v.<name>"), for checkpoints.
   NamedTensors state() const;
 

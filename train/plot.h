@@ -17,6 +17,8 @@
 
 namespace unet {
 
+inline constexpr uint32_t kPlotBackground = 0xffffff;  // of both kinds of figure
+
 // ---------------------------------------------------------------------------------------------
 // Canvas
 
@@ -40,15 +42,13 @@ class Canvas {
   const std::vector<uint8_t>& rgb() const { return rgb_; }
 
   // All drawing is clipped to the canvas.
-  void set(int x, int y, uint32_t rgb);
   void fill_rect(const Rect& r, uint32_t rgb);
   // Mixes `rgb` into the pixel with weight `alpha` in [0, 1].
   void blend(int x, int y, uint32_t rgb, double alpha);
 
   // An anti-aliased line through `points`, `thickness` pixels wide with round ends and joints,
   // drawn only inside `clip`. A single point draws a dot of that diameter.
-  void polyline(const std::vector<Point>& points, uint32_t rgb, double thickness,
-                const Rect& clip);
+  void polyline(const std::vector<Point>& points, uint32_t rgb, double thickness, const Rect& clip);
   void line(Point a, Point b, uint32_t rgb, double thickness);
 
   // stb_easy_font text with its top-left corner at (x, y), each font pixel a scale x scale
@@ -74,7 +74,10 @@ class Canvas {
 
 struct Series {
   std::string name;
-  std::vector<double> x, y;  // same length; non-finite y (and y <= 0 on a log axis) are gaps
+  // Same length. A non-finite x or y (and y <= 0 on a log axis) breaks the line there; a value
+  // between two gaps is drawn as a dot. Values that exist only every few epochs (validation)
+  // should be passed at those epochs alone, not padded with NaN, to be joined by a line.
+  std::vector<double> x, y;
   uint32_t rgb = 0;
 };
 
@@ -94,9 +97,9 @@ inline constexpr int kCurvesWidth = 960;
 inline constexpr int kCurvesTitleHeight = 44;
 inline constexpr int kCurvesPanelHeight = 250;
 inline constexpr int kCurvesFooterHeight = 30;
-inline constexpr int kCurvesBackground = 0xffffff;
 
-// One panel per element of `panels`, stacked, sharing the x-axis (the epoch). Throws
+// One panel per element of `panels`, stacked, sharing the x-axis (the epoch). Each panel's legend
+// lists its named series (an unnamed one is drawn but not listed). Throws
 // std::invalid_argument for no panels or a series whose x and y differ in length, and
 // io::FileError (naming `path`) when the file cannot be written.
 void plot_curves(const std::string& path, const std::vector<CurvePanel>& panels,

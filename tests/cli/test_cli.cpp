@@ -70,7 +70,7 @@ TEST_CASE("every command has --help; misuse exits 2 with the reason", "[cli]") {
 }
 
 TEST_CASE("unet train --device cuda without a usable GPU fails with a one-line reason", "[cli][cuda]") {
-  const Result r = run("train --device cuda --epochs 1 --slices 2 --batch 2 --size 32");
+  const Result r = run("train --device cuda --data phantom:2 --epochs 1 --batch 2 --size 32 --out /nonexistent/run");
   if (r.exit_code == 0) {
     WARN("skipped: a usable GPU is present, so --device cuda succeeded");
     return;
@@ -80,13 +80,16 @@ TEST_CASE("unet train --device cuda without a usable GPU fails with a one-line r
   CHECK(std::count(r.output.begin(), r.output.end(), '\n') == 1);
 }
 
-TEST_CASE("train writes a checkpoint that summary reads back; broken ones are named", "[cli]") {
+TEST_CASE("train leaves a run folder whose checkpoint summary reads back; broken ones are named", "[cli]") {
   TempDir dir;
-  const std::string ckpt = dir.file("model.ckpt");
-  const Result trained = run("train --device cpu --epochs 2 --slices 4 --batch 2 --size 32 --base-filters 4 --depth 2 --out " + ckpt);
+  const std::string run_dir = dir.file("run"), ckpt = run_dir + "/best.ckpt";
+  const Result trained = run("train --device cpu --data phantom:3 --epochs 2 --batch 2 --size 32 --base-filters 4 --depth 2 --out " + run_dir);
   REQUIRE(trained.exit_code == 0);
-  CHECK_THAT(trained.output, Catch::Contains("epoch 2/2"));
-  REQUIRE(fs::exists(ckpt));
+  CHECK_THAT(trained.output, Catch::Contains("epoch   2/2") && Catch::Contains("val_dice"));
+  for (const char* file : {"split.txt", "log.csv", "curves.png", "best.ckpt", "last.ckpt", "summary.json"}) {
+    INFO(file);
+    CHECK(fs::exists(run_dir + "/" + file));
+  }
 
   const Result summary = run("summary --size 32 --checkpoint " + ckpt);
   CHECK(summary.exit_code == 0);
@@ -97,8 +100,7 @@ TEST_CASE("train writes a checkpoint that summary reads back; broken ones are na
   CHECK(broken.exit_code == 1);
   CHECK_THAT(broken.output, Catch::Contains(ckpt) && Catch::Contains("truncated"));
 
-  const Result bad_dir = run("train --device cpu --epochs 1 --slices 2 --batch 2 --size 32 --base-filters 4 --depth 2 --out " +
-                             dir.file("missing/dir/m.ckpt"));
-  CHECK(bad_dir.exit_code == 1);
-  CHECK_THAT(bad_dir.output, Catch::Contains("missing/dir/m.ckpt"));
+  const Result bad_data = run("train --device cpu --data " + dir.file("no-such-folder") + " --epochs 1 --out " + dir.file("run2"));
+  CHECK(bad_data.exit_code == 1);
+  CHECK_THAT(bad_data.output, Catch::Contains("no-such-folder"));
 }

@@ -324,6 +324,10 @@ void write_png(const std::string& path, int width, int height, int channels,
                               std::to_string(height) + "x" + std::to_string(channels) +
                               (pixels == nullptr ? " without pixels" : ": invalid size"));
   }
+  // Filter 0 for every row instead of stb's default trial of all five per row: 4x faster on our
+  // figures (flat colours, lines) for the same file size, which matters for curves redrawn each
+  // epoch. stb keeps this setting in a global, so it is set before every write.
+  stbi_write_force_png_filter = 0;
   std::vector<uint8_t> bytes;
   if (!stbi_write_png_to_func(append_bytes, &bytes, width, height, channels, pixels,
                               width * channels)) {

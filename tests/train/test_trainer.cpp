@@ -1,0 +1,116 @@
+// The training loop end to end on a tiny model: the run folder's files, and resume == an
+// uninterrupted run, bit for bit, on the CPU.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "engine/checkpoint.h"
+#include "train/dataset.h"
+#include "train/split.h"
+#include "train/trainer.h"
+
+using namespace unet;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Fixture {
+  Fixture() : root(fs::temp_directory_path() / ("unet-trainer-test-" + std::to_string(::getpid()))) {
+    fs::remove_all(root);
+    DatasetOptions d;
+    d.size = 32;
+    d.phantom_slices = 4;
+    samples = load_dataset("phantom:3", d);
+    const Split split = split_by_patient(samples, 0.34, 1);
+    train = sample_indices(samples, split.train);
+    val = sample_indices(samples, split.val);
+  }
+  ~Fixture() { fs::remove_all(root); }
+
+  TrainOptions options(const std::string& name) const {
+    TrainOptions o;
+    o.run_dir = (root / name).string();
+    o.epochs = 3;
+    o.batch_size = 2;
+    o.progress = false;
+    o.restore_best = false;
+    return o;
+  }
+  static UNetConfig config() {
+    UNetConfig c;
+    c.base_filters = 4;
+    c.depth = 2;
+    return c;
+  }
+
+  fs::path root;
+  std::vector<Sample> samples;
+  std::vector<int> train, val;
+};
+
+std::vector<std::vector<float>> weights(const UNet& model) {
+  std::vector<std::vector<float>> out;
+  for (const auto& [name, t] : module_state(model, "")) out.push_back(t.to_vector());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a training run leaves its log, curves, checkpoints and summary", "[trainer]") {
+  Fixture f;
+  UNet model(Fixture::config(), 1);
+  const TrainResult r = train_model(model, f.samples, f.train, f.val, f.options("run"));
+  REQUIRE(r.history.size() == 3);
+  for (const char* file : {"log.csv", "curves.png", "best.ckpt", "last.ckpt", "summary.json"}) {
+    INFO(file);
+    CHECK(fs::exists(f.root / "run" / file));
+  }
+  std::ifstream log(f.root / "run" / "log.csv");
+  std::string header;
+  std::getline(log, header);
+  CHECK(header == "epoch,loss,val_loss,val_dice,val_iou,lr,seconds");
+  CHECK(r.best_epoch >= 1);
+  CHECK(load_checkpoint((f.root / "run" / "best.ckpt").string()).meta.at("run.epoch") == std::to_string(r.best_epoch));
+}
+
+TEST_CASE("resume after an interruption equals an uninterrupted run, bitwise", "[trainer][resume]") {
+  Fixture f;
+  UNet whole(Fixture::config(), 7);
+  const TrainResult a = train_model(whole, f.samples, f.train, f.val, f.options("whole"));
+
+  TrainOptions first = f.options("split");
+  first.stop_after = 1;  // "interrupted" after epoch 1
+  UNet interrupted(Fixture::config(), 7);
+  train_model(interrupted, f.samples, f.train, f.val, first);
+
+  TrainOptions second = f.options("split");
+  second.resume = true;
+  UNet resumed(Fixture::config(), 7);
+  const TrainResult b = train_model(resumed, f.samples, f.train, f.val, second);
+
+  REQUIRE(b.history.size() == a.history.size());
+  for (std::size_t i = 0; i < a.history.size(); ++i) {
+    INFO("epoch " << i + 1);
+    CHECK(b.history[i].loss == a.history[i].loss);
+    CHECK(b.history[i].val_loss == a.history[i].val_loss);
+    CHECK(b.history[i].lr == a.history[i].lr);
+  }
+  CHECK(weights(resumed) == weights(whole));
+}
+
+TEST_CASE("resuming with another model config is refused", "[trainer][resume]") {
+  Fixture f;
+  TrainOptions o = f.options("run");
+  o.epochs = 1;
+  UNet model(Fixture::config(), 1);
+  train_model(model, f.samples, f.train, f.val, o);
+  UNetConfig wider = Fixture::config();
+  wider.base_filters = 8;
+  UNet other(wider, 1);
+  o.resume = true;
+  o.epochs = 2;
+  CHECK_THROWS_WITH(train_model(other, f.samples, f.train, f.val, o), Catch::Contains("last.ckpt") && Catch::Contains("another model config"));
+}

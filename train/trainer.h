@@ -1,0 +1,65 @@
+// The training loop of `unet train`: Adam, reduce-on-plateau, early stopping with the best
+// weights restored, validation each epoch, checkpoints (best and last), logs people can read and
+// plot, and exact resume.
+//
+// A run folder holds:
+//   split.txt      the patient split (train / val) the run used
+//   log.csv        one row per epoch: epoch, loss, val_loss, val_dice, val_iou, lr, seconds
+//   curves.png     loss, Dice and learning-rate curves, redrawn after every epoch
+//   best.ckpt      the model of the best epoch (by the monitored value)
+//   last.ckpt      model + Adam moments + schedule state + epoch + dropout stream: resume point
+//   summary.json   the run's settings, its best epoch and the final figures
+// Resume: everything random is a pure function of (seed, epoch, index) or saved in last.ckpt,
+// so a run stopped after epoch k and resumed continues bit for bit as if it had never stopped
+// (on the CPU; tested).
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/backend.h"
+#include "models/unet.h"
+#include "train/adam.h"
+#include "train/augment.h"
+#include "train/sample.h"
+#include "train/schedule.h"
+
+namespace unet {
+
+struct TrainOptions {
+  std::string run_dir;
+  int epochs = 100;
+  int batch_size = 8;
+  LossKind loss = LossKind::BCEDice;
+  AdamOptions adam;
+  ReduceOnPlateau::Options plateau;  // factor 0.5, patience 10 (the reference's)
+  EarlyStopping::Options early;      // patience 15
+  bool monitor_dice = false;         // monitor val Dice (max) instead of val loss (min)
+  bool restore_best = true;
+  bool augment = true;
+  AugmentOptions augmentation;
+  uint64_t seed = 1;
+  Device device = Device::CPU;
+  float threshold = 0.5f;
+  bool resume = false;     // continue from run_dir/last.ckpt
+  int stop_after = 0;      // stop (as if interrupted) after this many epochs in this call; 0: never
+  bool progress = true;    // progress bar on stdout
+};
+
+struct EpochRecord {
+  int epoch = 0;
+  double loss = 0, val_loss = 0, val_dice = 0, val_iou = 0, lr = 0, seconds = 0;
+};
+
+struct TrainResult {
+  std::vector<EpochRecord> history;
+  int best_epoch = 0;
+  bool stopped_early = false;
+};
+
+// Trains `model` (already on options.device) on samples[train] and validates on samples[val].
+TrainResult train_model(UNet& model, const std::vector<Sample>& samples, const std::vector<int>& train,
+                        const std::vector<int>& val, const TrainOptions& options);
+
+}  // namespace unet
