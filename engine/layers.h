@@ -44,7 +44,7 @@ class ConvTranspose2d : public Module {
 // gamma = 1, beta = 0 (parameters); running_mean = 0, running_var = 1 (buffers).
 class BatchNorm2d : public Module {
  public:
-  explicit BatchNorm2d(int channels, float momentum = 0.01f, float eps = 1e-3f);
+  explicit BatchNorm2d(int channels, float momentum = 0.1f, float eps = 1e-3f);
   Tensor forward(const Tensor& x, bool relu) const;
 
   Tensor gamma, beta, running_mean, running_var;

@@ -22,7 +22,10 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
 
 struct BatchNormOptions {
   bool training = true;
-  float momentum = 0.01f;  // weight of the batch statistics (Keras' momentum 0.99)
+  // Weight of the batch statistics in the running ones: PyTorch's 0.1, not Keras' 0.99 (our 0.01),
+  // whose running statistics need hundreds of steps to settle: until then eval-mode outputs, and
+  // every validation figure, are meaningless.
+  float momentum = 0.1f;
   float eps = 1e-3f;       // Keras' default
   bool relu = false;       // fuse the ReLU that follows
 };

@@ -4,6 +4,9 @@
 namespace unet::cli {
 
 int run_summary(int argc, char** argv);
+int run_synth(int argc, char** argv);
 int run_train(int argc, char** argv);
+int run_eval(int argc, char** argv);
+int run_predict(int argc, char** argv);
 
 }  // namespace unet::cli

@@ -17,7 +17,10 @@ struct Command {
 
 constexpr Command kCommands[] = {
     {"summary", "print the model's layers, parameter counts and FLOPs", unet::cli::run_summary},
-    {"train", "train a U-Net (now: on generated data) and print the loss", unet::cli::run_train},
+    {"synth", "write synthetic phantom MRI slices with tumour masks as .npy pairs", unet::cli::run_synth},
+    {"train", "train a U-Net (Adam, LR decay on plateau, early stopping, checkpoints)", unet::cli::run_train},
+    {"eval", "score a checkpoint on a labelled dataset (per image, patient, overall)", unet::cli::run_eval},
+    {"predict", "predict tumour masks for slices, images or NIfTI volumes", unet::cli::run_predict},
 };
 
 void print_usage(std::FILE* out) {

@@ -42,8 +42,7 @@ void check_probability(const std::string& name, double p) {
 
 void check(const std::string& name, const RandomTransform& t) {
   check_probability(name, t.probability);
-  if (!(t.min <= t.max))
-    throw std::invalid_argument("augment: " + name + " range has min > max");
+  if (!(t.min <= t.max)) throw std::invalid_argument("augment: " + name + " range has min > max");
 }
 
 void validate(const AugmentOptions& o) {
@@ -187,8 +186,8 @@ void intensity(Sample& sample, const AugmentOptions& o, uint64_t seed) {
 
 AugmentOptions AugmentOptions::none() {
   AugmentOptions o;
-  for (RandomTransform* t : {&o.rotation, &o.scaling, &o.translation, &o.brightness, &o.contrast,
-                             &o.gamma, &o.noise})
+  for (RandomTransform* t :
+       {&o.rotation, &o.scaling, &o.translation, &o.brightness, &o.contrast, &o.gamma, &o.noise})
     t->probability = 0.0;
   o.horizontal_flip = o.vertical_flip = 0.0;
   return o;

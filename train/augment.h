@@ -45,15 +45,15 @@ struct RandomTransform {
 };
 
 struct AugmentOptions {
-  RandomTransform rotation{0.5, -15.0, 15.0};  // degrees
-  double horizontal_flip = 0.5;                 // probability (mirrors x)
-  double vertical_flip = 0.0;                   // probability (mirrors y)
-  RandomTransform scaling{0.3, 0.9, 1.1};       // factor (> 1 enlarges)
+  RandomTransform rotation{0.5, -15.0, 15.0};     // degrees
+  double horizontal_flip = 0.5;                   // probability (mirrors x)
+  double vertical_flip = 0.0;                     // probability (mirrors y)
+  RandomTransform scaling{0.3, 0.9, 1.1};         // factor (> 1 enlarges)
   RandomTransform translation{0.3, -0.05, 0.05};  // fraction of width / height
-  RandomTransform brightness{0.3, -0.1, 0.1};   // added
-  RandomTransform contrast{0.3, 0.9, 1.1};      // multiplied
-  RandomTransform gamma{0.3, 0.8, 1.25};        // exponent
-  RandomTransform noise{0.2, 0.0, 0.05};        // gaussian sigma
+  RandomTransform brightness{0.3, -0.1, 0.1};     // added
+  RandomTransform contrast{0.3, 0.9, 1.1};        // multiplied
+  RandomTransform gamma{0.3, 0.8, 1.25};          // exponent
+  RandomTransform noise{0.2, 0.0, 0.05};          // gaussian sigma
 
   static AugmentOptions none();  // every probability 0
 };

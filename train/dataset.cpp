@@ -62,7 +62,8 @@ bool natural_less(const std::string& a, const std::string& b) {
       std::size_t i_digits = i_end, j_digits = j_end;
       while (i_digits < a.size() && is_digit(a[i_digits])) ++i_digits;
       while (j_digits < b.size() && is_digit(b[j_digits])) ++j_digits;
-      const std::string x = a.substr(i_end, i_digits - i_end), y = b.substr(j_end, j_digits - j_end);
+      const std::string x = a.substr(i_end, i_digits - i_end),
+                        y = b.substr(j_end, j_digits - j_end);
       if (x.size() != y.size()) return x.size() < y.size();
       if (x != y) return x < y;
       i = i_digits;
@@ -84,7 +85,8 @@ bool is_image_file(const fs::path& path) {
 bool is_npy(const fs::path& path) { return io::ends_with_icase(path.string(), ".npy"); }
 
 bool is_nifti(const fs::path& path) {
-  return io::ends_with_icase(path.string(), ".nii") || io::ends_with_icase(path.string(), ".nii.gz");
+  return io::ends_with_icase(path.string(), ".nii") ||
+         io::ends_with_icase(path.string(), ".nii.gz");
 }
 
 // The file name without its extension (".nii.gz" counts as one).
@@ -156,7 +158,8 @@ std::vector<float> resize_bilinear(const std::vector<float>& src, int channels, 
     return out;
   };
   const std::vector<Tap> xs = taps(w), ys = taps(h);
-  const std::size_t in_plane = std::size_t(h) * std::size_t(w), plane = std::size_t(size) * std::size_t(size);
+  const std::size_t in_plane = std::size_t(h) * std::size_t(w),
+                    plane = std::size_t(size) * std::size_t(size);
   std::vector<float> out(std::size_t(channels) * plane);
   for (int c = 0; c < channels; ++c) {
     const float* in = src.data() + c * in_plane;
@@ -259,19 +262,25 @@ enum class Kind { phantom, file, npy, images, lgg, brats };
 
 struct Layout {
   Kind kind = Kind::phantom;
-  fs::path root;                  // lgg: the folder of case folders; pairs: the images' folder
-  fs::path masks;                 // pairs: the masks' folder (== root for masks beside images)
+  fs::path root;                   // lgg: the folder of case folders; pairs: the images' folder
+  fs::path masks;                  // pairs: the masks' folder (== root for masks beside images)
   std::vector<fs::path> patients;  // brats: patient folders
 };
 
 std::string kind_name(Kind kind) {
   switch (kind) {
-    case Kind::phantom: return "phantom";
-    case Kind::file: return "file";
-    case Kind::npy: return "npy";
-    case Kind::images: return "images";
-    case Kind::lgg: return "lgg";
-    case Kind::brats: return "brats";
+    case Kind::phantom:
+      return "phantom";
+    case Kind::file:
+      return "file";
+    case Kind::npy:
+      return "npy";
+    case Kind::images:
+      return "images";
+    case Kind::lgg:
+      return "lgg";
+    case Kind::brats:
+      return "brats";
   }
   return "?";
 }
@@ -352,8 +361,8 @@ Layout detect(const std::string& source) {
 // What a task returns: its samples and what the notes report about them.
 struct Loaded {
   std::vector<Sample> samples;
-  int skipped = 0;          // brats: all-background slices left out
-  std::string layout;       // npy: how the image's axes were read
+  int skipped = 0;     // brats: all-background slices left out
+  std::string layout;  // npy: how the image's axes were read
 };
 
 using Task = std::function<Loaded()>;
@@ -395,7 +404,8 @@ Planes from_hwc(std::vector<float> hwc, int height, int width, int channels) {
 // The channel axis of a 3-D image array is the small one (<= 16) of the first and the last;
 // when both are small, the one that makes the rest match the mask, else the last (HxWxC, the
 // image convention).
-Planes npy_planes(const std::string& path, io::NpyArray array, std::optional<std::pair<int, int>> mask_hw) {
+Planes npy_planes(const std::string& path, io::NpyArray array,
+                  std::optional<std::pair<int, int>> mask_hw) {
   const std::vector<int64_t>& s = array.shape;
   auto dim = [&](std::size_t i) { return int(s[i]); };
   if (s.size() == 2) return {1, dim(0), dim(1), std::move(array.data), "HxW"};
@@ -447,8 +457,10 @@ Mask read_mask(const std::string& path) {
   }
   // Image masks: tumour where any colour channel is set (alpha, if any, ignored).
   io::Image image = io::read_image(path);
-  const int colours = image.channels == 2 || image.channels == 4 ? image.channels - 1 : image.channels;
-  Mask m{image.height, image.width, std::vector<float>(std::size_t(image.height) * std::size_t(image.width))};
+  const int colours =
+      image.channels == 2 || image.channels == 4 ? image.channels - 1 : image.channels;
+  Mask m{image.height, image.width,
+         std::vector<float>(std::size_t(image.height) * std::size_t(image.width))};
   for (std::size_t i = 0; i < m.data.size(); ++i)
     for (int c = 0; c < colours; ++c)
       if (image.pixels[i * std::size_t(image.channels) + c] > 0.0f) m.data[i] = 1.0f;
@@ -468,9 +480,9 @@ Raw read_pair(const Pair& pair, std::string& layout) {
   if (mask) mask_hw = std::pair(mask->height, mask->width);
   Planes planes = read_planes(pair.image.string(), mask_hw);
   if (mask && (mask->height != planes.height || mask->width != planes.width))
-    throw io::FileError(pair.mask.string(),
-                        "mask is " + size_text(mask->height, mask->width) + " but its image " +
-                            pair.image.string() + " is " + size_text(planes.height, planes.width));
+    throw io::FileError(pair.mask.string(), "mask is " + size_text(mask->height, mask->width) +
+                                                " but its image " + pair.image.string() + " is " +
+                                                size_text(planes.height, planes.width));
   layout = std::move(planes.layout);
   return {planes.channels, planes.height, planes.width, std::move(planes.data),
           mask ? std::move(mask->data) : std::vector<float>()};
@@ -483,7 +495,8 @@ std::string pair_source(const Pair& pair) {
 // The stem without a mask suffix, or nullopt when it has none.
 std::optional<std::string> mask_key(const std::string& stem) {
   for (const char* suffix : kMaskSuffixes)
-    if (io::ends_with_icase(stem, suffix)) return stem.substr(0, stem.size() - std::string(suffix).size());
+    if (io::ends_with_icase(stem, suffix))
+      return stem.substr(0, stem.size() - std::string(suffix).size());
   return std::nullopt;
 }
 
@@ -497,8 +510,8 @@ std::vector<Pair> find_pairs(const fs::path& images, const fs::path& masks, bool
   std::set<std::string> image_stems;
   auto add_mask = [&](const std::string& key, const fs::path& path) {
     if (!mask_of.emplace(key, path).second)
-      throw io::FileError(path.string(), "second mask for '" + key + "' (also " +
-                                             mask_of[key].string() + ")");
+      throw io::FileError(path.string(),
+                          "second mask for '" + key + "' (also " + mask_of[key].string() + ")");
   };
   if (!beside && fs::is_directory(masks))
     for (const fs::path& file : files_where(masks, is_image_file))
@@ -527,8 +540,7 @@ std::vector<Pair> find_pairs(const fs::path& images, const fs::path& masks, bool
                                                    " with an image or .npy extension)");
     }
   }
-  if (!mask_of.empty())
-    throw io::FileError(mask_of.begin()->second.string(), "mask without image");
+  if (!mask_of.empty()) throw io::FileError(mask_of.begin()->second.string(), "mask without image");
   return pairs;
 }
 
@@ -538,7 +550,8 @@ std::vector<Pair> find_pairs(const fs::path& images, const fs::path& masks, bool
 std::optional<std::string> patient_key(const std::string& stem) {
   std::string key = stem;
   auto drop_separators = [&] {
-    while (!key.empty() && std::string("_-. ").find(key.back()) != std::string::npos) key.pop_back();
+    while (!key.empty() && std::string("_-. ").find(key.back()) != std::string::npos)
+      key.pop_back();
   };
   const std::size_t digits_begin = key.find_last_not_of("0123456789") + 1;
   if (digits_begin == key.size() || digits_begin == 0) return std::nullopt;
@@ -568,7 +581,8 @@ std::vector<std::string> infer_patients(const std::vector<std::string>& stems, s
   return stems;
 }
 
-std::vector<Task> pair_tasks(const std::vector<Pair>& pairs, const std::vector<std::string>& patients,
+std::vector<Task> pair_tasks(const std::vector<Pair>& pairs,
+                             const std::vector<std::string>& patients,
                              const DatasetOptions& options, const std::vector<std::string>& ids) {
   std::vector<Task> tasks;
   for (std::size_t i = 0; i < pairs.size(); ++i)
@@ -609,7 +623,8 @@ std::vector<Loaded> load_pairs(const Layout& layout, const DatasetOptions& optio
 
 std::vector<Loaded> load_file(const Layout& layout, const DatasetOptions& options, Notes& notes) {
   const std::vector<Pair> pairs = {{stem_of(layout.root), layout.root, {}}};
-  std::vector<Loaded> results = run_all(pair_tasks(pairs, {pairs[0].stem}, options, {pairs[0].stem}));
+  std::vector<Loaded> results =
+      run_all(pair_tasks(pairs, {pairs[0].stem}, options, {pairs[0].stem}));
   notes.push_back("a single file: one sample without mask");
   if (std::string axes = layout_note(results); !axes.empty()) notes.push_back(axes);
   return results;
@@ -626,7 +641,8 @@ std::vector<Loaded> load_lgg(const Layout& layout, const DatasetOptions& options
     for (Pair& pair : find_pairs(dir, dir, options.require_masks)) {
       const std::string number = pair.stem.substr(std::min(pair.stem.size(), name.size() + 1));
       if (!pair.stem.starts_with(name + "_") || !all_digits(number))
-        throw io::FileError(pair.image.string(), "not named " + name + "_<n> like the other slices of " + dir.string());
+        throw io::FileError(pair.image.string(),
+                            "not named " + name + "_<n> like the other slices of " + dir.string());
       patients.push_back(name);
       ids.push_back(name + "/" + number);
       pairs.push_back(std::move(pair));
@@ -659,14 +675,17 @@ BratsPatient brats_files(const fs::path& folder, const DatasetOptions& options) 
     if (!is_label(file)) {
       p.channels.push_back(file);
     } else if (!p.label.empty()) {
-      throw io::FileError(file.string(), "second label file in the folder (also " + p.label.string() + ")");
+      throw io::FileError(file.string(),
+                          "second label file in the folder (also " + p.label.string() + ")");
     } else {
       p.label = file;
     }
   }
-  if (p.channels.empty()) throw io::FileError(folder.string(), "no image volumes besides the label");
+  if (p.channels.empty())
+    throw io::FileError(folder.string(), "no image volumes besides the label");
   if (p.label.empty() && options.require_masks)
-    throw io::FileError(folder.string(), "no label file (a name containing 'OTMultiClass' or 'seg')");
+    throw io::FileError(folder.string(),
+                        "no label file (a name containing 'OTMultiClass' or 'seg')");
   if (options.channels > int(p.channels.size()))
     throw io::FileError(folder.string(), "has " + std::to_string(p.channels.size()) +
                                              " volume(s), but " + std::to_string(options.channels) +
@@ -688,10 +707,11 @@ io::Volume read_volume(const fs::path& path, const io::Volume* like) {
   io::Volume v = io::read_nifti(path.string());
   check_finite(path.string(), v.data);
   if (like && (v.nx != like->nx || v.ny != like->ny || v.nz != like->nz))
-    throw io::FileError(path.string(), "size " + std::to_string(v.nx) + "x" + std::to_string(v.ny) +
-                                           "x" + std::to_string(v.nz) + " differs from the patient's other volumes (" +
-                                           std::to_string(like->nx) + "x" + std::to_string(like->ny) +
-                                           "x" + std::to_string(like->nz) + ")");
+    throw io::FileError(path.string(),
+                        "size " + std::to_string(v.nx) + "x" + std::to_string(v.ny) + "x" +
+                            std::to_string(v.nz) + " differs from the patient's other volumes (" +
+                            std::to_string(like->nx) + "x" + std::to_string(like->ny) + "x" +
+                            std::to_string(like->nz) + ")");
   return v;
 }
 
@@ -741,8 +761,8 @@ std::vector<Loaded> load_brats(const Layout& layout, const DatasetOptions& optio
     channels += (channels.empty() ? "" : ", ") + stem_of(file);
   int skipped = 0;
   for (const Loaded& r : results) skipped += r.skipped;
-  notes.push_back("BraTS layout, " + std::to_string(patients.size()) + " patient folders; channels " +
-                  "(sorted file names): " + channels);
+  notes.push_back("BraTS layout, " + std::to_string(patients.size()) +
+                  " patient folders; channels " + "(sorted file names): " + channels);
   notes.push_back("skipped " + std::to_string(skipped) + " slices without tissue or tumour");
   return results;
 }
@@ -753,11 +773,13 @@ int phantom_patients(const std::string& source, const DatasetOptions& options) {
   if (source == "phantom") return options.phantom_patients;
   const std::string count = source.substr(std::string("phantom:").size());
   if (!all_digits(count) || count.size() > 6 || std::stoi(count) < 1)
-    throw std::runtime_error("bad source '" + source + "': expected phantom:PATIENTS, PATIENTS >= 1");
+    throw std::runtime_error("bad source '" + source +
+                             "': expected phantom:PATIENTS, PATIENTS >= 1");
   return std::stoi(count);
 }
 
-std::vector<Loaded> load_phantom(const std::string& source, const DatasetOptions& options, Notes& notes) {
+std::vector<Loaded> load_phantom(const std::string& source, const DatasetOptions& options,
+                                 Notes& notes) {
   PhantomOptions phantom;
   phantom.size = options.size;
   if (options.channels > 0) phantom.channels = options.channels;
@@ -811,7 +833,8 @@ std::vector<Sample> merged(std::vector<Loaded> results, const std::string& sourc
   return samples;
 }
 
-std::string summary(const std::string& source, const Layout& layout, const std::vector<Sample>& samples) {
+std::string summary(const std::string& source, const Layout& layout,
+                    const std::vector<Sample>& samples) {
   std::set<std::string> patients;
   int with_mask = 0;
   for (const Sample& s : samples) {
@@ -835,18 +858,30 @@ std::vector<Sample> load_dataset(const std::string& source, const DatasetOptions
   Notes notes;
   std::vector<Loaded> results;
   switch (layout.kind) {
-    case Kind::phantom: results = load_phantom(source, options, notes); break;
-    case Kind::file: results = load_file(layout, options, notes); break;
+    case Kind::phantom:
+      results = load_phantom(source, options, notes);
+      break;
+    case Kind::file:
+      results = load_file(layout, options, notes);
+      break;
     case Kind::npy:
-    case Kind::images: results = load_pairs(layout, options, notes); break;
-    case Kind::lgg: results = load_lgg(layout, options, notes); break;
-    case Kind::brats: results = load_brats(layout, options, notes); break;
+    case Kind::images:
+      results = load_pairs(layout, options, notes);
+      break;
+    case Kind::lgg:
+      results = load_lgg(layout, options, notes);
+      break;
+    case Kind::brats:
+      results = load_brats(layout, options, notes);
+      break;
   }
   std::vector<Sample> samples = merged(std::move(results), source);
   notes.push_back(summary(source, layout, samples));
   for (const std::string& note : notes) {
-    if (options.report) options.report(note);
-    else std::cerr << "dataset: " << note << "\n";
+    if (options.report)
+      options.report(note);
+    else
+      std::cerr << "dataset: " << note << "\n";
   }
   return samples;
 }

@@ -67,12 +67,12 @@
 namespace unet {
 
 struct DatasetOptions {
-  int size = 240;               // model input height = width
-  int channels = 0;             // 0: as the data has
-  uint64_t seed = 1;            // phantom only
-  int phantom_patients = 20;    // "phantom:N" overrides
-  int phantom_slices = 8;       // slices per phantom patient
-  bool require_masks = true;    // false: images without a mask load with an empty mask
+  int size = 240;             // model input height = width
+  int channels = 0;           // 0: as the data has
+  uint64_t seed = 1;          // phantom only
+  int phantom_patients = 20;  // "phantom:N" overrides
+  int phantom_slices = 8;     // slices per phantom patient
+  bool require_masks = true;  // false: images without a mask load with an empty mask
   // Receives notes on what was found (layout, channel axis, inferred patients, skipped slices,
   // a summary). Empty: printed to std::cerr as "dataset: <note>".
   std::function<void(const std::string&)> report{};

@@ -11,8 +11,8 @@ namespace unet {
 namespace {
 
 // Stream tags: the epoch order and the augmentation of a sample must never share a seed.
-constexpr uint64_t kOrderTag = 0x6F72646572ull;    // "order"
-constexpr uint64_t kAugmentTag = 0x61756726ull;    // "aug&"
+constexpr uint64_t kOrderTag = 0x6F72646572ull;  // "order"
+constexpr uint64_t kAugmentTag = 0x61756726ull;  // "aug&"
 
 bool same_shape(const Sample& a, const Sample& b) {
   return a.channels == b.channels && a.height == b.height && a.width == b.width &&
@@ -41,8 +41,7 @@ void check_samples(const std::vector<Sample>& samples, const std::vector<int>& i
 
 }  // namespace
 
-Loader::Loader(const std::vector<Sample>& samples, std::vector<int> indices,
-               LoaderOptions options)
+Loader::Loader(const std::vector<Sample>& samples, std::vector<int> indices, LoaderOptions options)
     : samples_(samples), indices_(std::move(indices)), options_(std::move(options)) {
   if (options_.batch_size < 1) throw std::invalid_argument("loader: batch_size must be >= 1");
   if (options_.prefetch < 1) throw std::invalid_argument("loader: prefetch must be >= 1");

@@ -49,9 +49,9 @@ struct LoaderOptions {
   bool shuffle = true;
   bool drop_last = false;
   uint64_t seed = 1;
-  bool augment = false;        // apply `augmentation` to every sample of every batch
+  bool augment = false;  // apply `augmentation` to every sample of every batch
   AugmentOptions augmentation;
-  int prefetch = 2;            // batches the worker may build ahead of the caller
+  int prefetch = 2;  // batches the worker may build ahead of the caller
 };
 
 class Loader {

@@ -25,7 +25,8 @@ Sample blob_sample() {
   const std::size_t plane = std::size_t(kSize * kSize);
   for (int y = 4; y < kSize - 4; ++y)
     for (int x = 4; x < kSize - 4; ++x) {
-      const bool l_shape = (x >= 10 && x < 16 && y >= 8 && y < 30) || (x >= 10 && x < 28 && y >= 24 && y < 30);
+      const bool l_shape =
+          (x >= 10 && x < 16 && y >= 8 && y < 30) || (x >= 10 && x < 28 && y >= 24 && y < 30);
       const bool disc = (x - 32) * (x - 32) + (y - 14) * (y - 14) < 25;
       const std::size_t i = std::size_t(y * kSize + x);
       s.image[i] = l_shape || disc ? kInside : kOutside;
@@ -112,8 +113,7 @@ TEST_CASE("augment: flips move image and mask together, exactly", "[data][augmen
   }
 }
 
-TEST_CASE("augment: combined geometric transforms keep image and mask aligned",
-          "[data][augment]") {
+TEST_CASE("augment: combined geometric transforms keep image and mask aligned", "[data][augment]") {
   const Sample original = blob_sample();
   const auto tumour = std::count(original.mask.begin(), original.mask.end(), 1.0f);
   for (uint64_t seed = 0; seed < 20; ++seed) {
@@ -129,7 +129,8 @@ TEST_CASE("augment: combined geometric transforms keep image and mask aligned",
     CHECK(disagree <= tumour / 10);
     const auto after = std::count(s.mask.begin(), s.mask.end(), 1.0f);
     CHECK(after > tumour / 2);
-    CHECK(std::all_of(s.mask.begin(), s.mask.end(), [](float v) { return v == 0.0f || v == 1.0f; }));
+    CHECK(
+        std::all_of(s.mask.begin(), s.mask.end(), [](float v) { return v == 0.0f || v == 1.0f; }));
   }
 }
 

@@ -19,8 +19,8 @@
 #include "train/io/npy.h"
 
 using namespace unet;
-using unet::io::test::TempDir;
 using Catch::Matchers::Contains;
+using unet::io::test::TempDir;
 
 namespace {
 
@@ -290,7 +290,8 @@ TEST_CASE("dataset: BraTS-like NIfTI folders: channel order, orientation, labels
     std::vector<float> data(std::size_t(n * n * depth), fill);
     for (int z = 1; z < depth; ++z)
       for (int y = y0; y <= y1; ++y)
-        for (int x = x0; x <= x1; ++x) data[std::size_t((z * n + y) * n + x)] = float(1 + (x + y) % 2);
+        for (int x = x0; x <= x1; ++x)
+          data[std::size_t((z * n + y) * n + x)] = float(1 + (x + y) % 2);
     return data;
   };
   std::vector<float> label(std::size_t(n * n * depth), 0.0f);
@@ -304,7 +305,8 @@ TEST_CASE("dataset: BraTS-like NIfTI folders: channel order, orientation, labels
     io::write_nifti(folder + "/b_flair.nii.gz", like, volume(4, 13, 1, 6), false);
     io::write_nifti(folder + "/a_t1.nii", like, volume(2, 11, 3, 8), false);
     io::write_nifti(folder + "/x_seg.nii.gz", like, label, true);
-    io::write_nifti(folder + "/brainmask.nii.gz", like, std::vector<float>(label.size(), 1.0f), true);
+    io::write_nifti(folder + "/brainmask.nii.gz", like, std::vector<float>(label.size(), 1.0f),
+                    true);
   }
   CHECK(detect_format(dir.path.string()) == "brats");
   Loaded loaded = load(dir.path.string(), {.size = n});
@@ -360,7 +362,8 @@ TEST_CASE("dataset: broken inputs give errors naming the file and the problem", 
   SECTION("image without mask") {
     const std::string root = pair_folder("missing");
     io::write_npy(dir.file("missing/images/b.npy"), {kSize, kSize, 3}, image.data());
-    CHECK_THAT(message_of(root), Contains(root + "/images/b.npy") && Contains("image without mask"));
+    CHECK_THAT(message_of(root),
+               Contains(root + "/images/b.npy") && Contains("image without mask"));
   }
   SECTION("mask without image") {
     const std::string root = pair_folder("orphan");
@@ -370,8 +373,8 @@ TEST_CASE("dataset: broken inputs give errors naming the file and the problem", 
   SECTION("mask shape differs from the image") {
     const std::string root = pair_folder("shape");
     io::write_npy(dir.file("shape/masks/a.npy"), {kSize, kSize - 4}, mask_bytes(1).data());
-    CHECK_THAT(message_of(root), Contains(root + "/masks/a.npy") && Contains("24x20") &&
-                                     Contains("24x24"));
+    CHECK_THAT(message_of(root),
+               Contains(root + "/masks/a.npy") && Contains("24x20") && Contains("24x24"));
   }
   SECTION("NaN in an image") {
     const std::string root = pair_folder("nan");
@@ -412,18 +415,21 @@ TEST_CASE("dataset: broken inputs give errors naming the file and the problem", 
     CHECK_THAT(message_of(dir.file("empty")),
                Contains("no dataset found in " + dir.file("empty")) && Contains("empty") &&
                    Contains("expected"));
-    CHECK_THAT([&] {
-      try {
-        detect_format(dir.file("empty"));
-      } catch (const std::runtime_error& e) {
-        return std::string(e.what());
-      }
-      return std::string();
-    }(), Contains("no dataset found"));
+    CHECK_THAT(
+        [&] {
+          try {
+            detect_format(dir.file("empty"));
+          } catch (const std::runtime_error& e) {
+            return std::string(e.what());
+          }
+          return std::string();
+        }(),
+        Contains("no dataset found"));
     mkdir(dir, "text");
     io::test::write_bytes(dir.file("text/notes.txt"), {'h', 'i'});
     CHECK_THAT(message_of(dir.file("text")), Contains("no dataset found in " + dir.file("text")));
-    CHECK_THAT(message_of(dir.file("nowhere")), Contains("no dataset found in " + dir.file("nowhere")));
+    CHECK_THAT(message_of(dir.file("nowhere")),
+               Contains("no dataset found in " + dir.file("nowhere")));
   }
   SECTION("images of different channel counts") {
     const std::string root = pair_folder("channels");

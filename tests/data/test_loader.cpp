@@ -122,8 +122,7 @@ TEST_CASE("loader: same seed, same batches; each epoch a new order; resumable", 
   CHECK(ids(epoch(other, 0)) != ids(a0));
 }
 
-TEST_CASE("loader: a slow consumer and any prefetch depth see the same batches",
-          "[data][loader]") {
+TEST_CASE("loader: a slow consumer and any prefetch depth see the same batches", "[data][loader]") {
   const std::vector<Sample> samples = dataset(12);
   LoaderOptions options;
   options.batch_size = 2;
@@ -164,8 +163,7 @@ TEST_CASE("loader: errors in the worker surface in the caller", "[data][loader]"
   CHECK_FALSE(loader.next().has_value());  // that epoch is over
 }
 
-TEST_CASE("loader: invalid construction, next before start, stopping mid-epoch",
-          "[data][loader]") {
+TEST_CASE("loader: invalid construction, next before start, stopping mid-epoch", "[data][loader]") {
   std::vector<Sample> samples = dataset(8);
   LoaderOptions options;
   options.batch_size = 0;

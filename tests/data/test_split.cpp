@@ -8,8 +8,8 @@
 #include "train/split.h"
 
 using namespace unet;
-using unet::io::test::TempDir;
 using Catch::Matchers::Contains;
+using unet::io::test::TempDir;
 
 namespace {
 
@@ -57,18 +57,20 @@ TEST_CASE("split: by patient, 80/20, deterministic per seed", "[data][split]") {
 
   const std::vector<int> val = sample_indices(samples, split.val);
   CHECK(val.size() == 12);  // every slice of a validation patient
-  for (int i : val) CHECK(std::count(split.val.begin(), split.val.end(), samples[std::size_t(i)].patient) == 1);
+  for (int i : val)
+    CHECK(std::count(split.val.begin(), split.val.end(), samples[std::size_t(i)].patient) == 1);
 
   const Split again = split_by_patient(samples, 0.2, 5);
   CHECK(again.train == split.train);
   CHECK(again.val == split.val);
   bool differs = false;
-  for (uint64_t seed = 6; seed < 10; ++seed) differs |= split_by_patient(samples, 0.2, seed).val != split.val;
+  for (uint64_t seed = 6; seed < 10; ++seed)
+    differs |= split_by_patient(samples, 0.2, seed).val != split.val;
   CHECK(differs);
 }
 
 TEST_CASE("split: sizes at the edges", "[data][split]") {
-  CHECK(split_by_patient(dataset(2), 0.2).val.size() == 1);  // >= 1 validation patient
+  CHECK(split_by_patient(dataset(2), 0.2).val.size() == 1);    // >= 1 validation patient
   CHECK(split_by_patient(dataset(2), 0.9).train.size() == 1);  // never all of them
   CHECK(split_by_patient(dataset(1), 0.2).val.empty());
   CHECK(split_by_patient(dataset(5), 0.0).val.empty());
