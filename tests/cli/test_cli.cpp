@@ -1,46 +1,22 @@
 // The `unet` binary as a user runs it: exit codes, what it prints, and the files it writes.
 #include <catch2/catch.hpp>
 
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
+#include "tests/support/cli_run.h"
+
 namespace fs = std::filesystem;
 
+using unet::test::TempDir;
+using Result = unet::test::CliResult;
+
 namespace {
-
-struct Result {
-  int exit_code;
-  std::string output;  // stdout and stderr together
-};
-
-Result run(const std::string& arguments) {
-  const std::string command = std::string(UNET_CLI_PATH) + " " + arguments + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string output;
-  std::array<char, 4096> buffer{};
-  while (std::fgets(buffer.data(), int(buffer.size()), pipe)) output += buffer.data();
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
-
-struct TempDir {
-  TempDir() : path(fs::temp_directory_path() / ("unet-cli-test-" + std::to_string(::getpid()))) {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-  fs::path path;
-};
-
+Result run(const std::string& arguments) { return unet::test::run_cli(arguments); }
 }  // namespace
 
 TEST_CASE("unet summary describes the reference model", "[cli]") {
@@ -81,7 +57,7 @@ TEST_CASE("unet train --device cuda without a usable GPU fails with a one-line r
 }
 
 TEST_CASE("train leaves a run folder whose checkpoint summary reads back; broken ones are named", "[cli]") {
-  TempDir dir;
+  TempDir dir("unet-cli-test");
   const std::string run_dir = dir.file("run"), ckpt = run_dir + "/best.ckpt";
   const Result trained = run("train --device cpu --data phantom:3 --epochs 2 --batch 2 --size 32 --base-filters 4 --depth 2 --out " + run_dir);
   REQUIRE(trained.exit_code == 0);

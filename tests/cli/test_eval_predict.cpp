@@ -2,12 +2,9 @@
 // they write, their sizes and columns, and clean failures that leave no output behind.
 #include <catch2/catch.hpp>
 
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -17,38 +14,19 @@
 #include "train/io/image.h"
 #include "train/io/nifti.h"
 #include "train/io/npy.h"
+#include "tests/support/cli_run.h"
 
 namespace fs = std::filesystem;
+using namespace unet;
 
 namespace {
 
-struct Result {
-  int exit_code;
-  std::string output;  // stdout and stderr together
-};
+using test::TempDir;
+using Result = test::CliResult;
 
 // One thread: the models are tiny, and OpenMP threads that wait on each other slow to a crawl
 // when the machine's cores are busy with other work (parallel builds and tests).
-Result run(const std::string& arguments) {
-  const std::string command = std::string(UNET_CLI_PATH) + " " + arguments + " --threads 1 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string output;
-  std::array<char, 4096> buffer{};
-  while (std::fgets(buffer.data(), int(buffer.size()), pipe)) output += buffer.data();
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
-
-struct TempDir {
-  TempDir() : path(fs::temp_directory_path() / ("unet-eval-predict-test-" + std::to_string(::getpid()))) {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-  fs::path path;
-};
+test::CliResult run(const std::string& arguments) { return test::run_cli(arguments + " --threads 1"); }
 
 // A 3-channel model small enough to train in a second; its checkpoint path.
 std::string train_tiny_model(const TempDir& dir) {
@@ -91,7 +69,7 @@ bool empty_or_missing(const std::string& dir) { return !fs::exists(dir) || fs::i
 }  // namespace
 
 TEST_CASE("unet eval writes per-image, per-patient and summary files for a labelled set", "[cli][eval]") {
-  TempDir dir;
+  TempDir dir("unet-eval-predict-test");
   const std::string ckpt = train_tiny_model(dir);
   const std::string out = dir.file("eval");
   const Result r = run("eval --device cpu --size 32 --overlays 2 --checkpoint " + ckpt + " --data phantom:2 --out " + out);
@@ -118,7 +96,7 @@ TEST_CASE("unet eval writes per-image, per-patient and summary files for a label
 }
 
 TEST_CASE("unet predict writes mask, probabilities and overlay at an npy slice's own size", "[cli][predict]") {
-  TempDir dir;
+  TempDir dir("unet-eval-predict-test");
   const std::string ckpt = train_tiny_model(dir);
   fs::create_directories(dir.file("in"));
   const std::vector<float> image = blob(40, 36, 3, true);  // HxWxC, not the model's size
@@ -147,7 +125,7 @@ TEST_CASE("unet predict writes mask, probabilities and overlay at an npy slice's
 }
 
 TEST_CASE("unet predict on a NIfTI patient folder writes a mask volume with the scan's geometry", "[cli][predict]") {
-  TempDir dir;
+  TempDir dir("unet-eval-predict-test");
   const std::string ckpt = train_tiny_model(dir);
   const std::string patient = dir.file("patient_01");
   fs::create_directories(patient);
@@ -175,7 +153,7 @@ TEST_CASE("unet predict on a NIfTI patient folder writes a mask volume with the 
 }
 
 TEST_CASE("eval and predict fail on bad input with the file named and no output left", "[cli][eval][predict]") {
-  TempDir dir;
+  TempDir dir("unet-eval-predict-test");
   const std::string ckpt = train_tiny_model(dir);
   const std::string out = dir.file("out");
   const std::vector<float> image = blob(32, 32, 3, true);
@@ -220,7 +198,7 @@ TEST_CASE("unet predict reads a real LGG slice with its mask beside it", "[cli][
     WARN("skipped: " << slice << " is absent (shared data not installed)");
     return;
   }
-  TempDir dir;
+  TempDir dir("unet-eval-predict-test");
   const std::string ckpt = train_tiny_model(dir);
   const Result r = run("predict --device cpu --size 32 --checkpoint " + ckpt + " --input " + slice.string() + " --out " + dir.file("pred"));
   INFO(r.output);
