@@ -34,6 +34,39 @@ int64_t param_elements(const Tensor& weight, const Tensor& bias) {
   return weight.numel() + (bias.defined() ? bias.numel() : 0);
 }
 
+// What both convolutions do after their forward pass: the op record and the backward closure.
+// Shape is Conv2dShape or ConvTranspose2dShape; the two member pointers are its backward passes.
+template <typename Shape>
+void record_conv(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                 const Shape& s, Tensor& y,
+                 void (Backend::*backward_data)(const Shape&, const float*, const float*, float*),
+                 void (Backend::*backward_filter)(const Shape&, const float*, const float*,
+                                                  float*, float*)) {
+  if (recording_ops()) {
+    record_op({op, y.shape(), param_elements(weight, bias), 0,
+               2 * s.macs() + (bias.defined() ? double(s.y_size()) : 0.0)});
+  }
+  if (!autograd::needs_graph({&x, &weight, &bias})) return;
+  autograd::record(y, op, {x, weight, bias},
+                   [s, backward_data, backward_filter](const Tensor& gy, GradContext& ctx) {
+    Backend& b = backend(gy.device());
+    const Tensor& in = ctx.input(0);
+    const Tensor& w = ctx.input(1);
+    if (ctx.needs(0)) {
+      Tensor dx = Tensor::empty(in.shape(), in.device());
+      (b.*backward_data)(s, gy.data(), w.data(), dx.data());
+      ctx.add(0, dx);
+    }
+    if (ctx.needs(1) || ctx.needs(2)) {
+      Tensor dw = Tensor::empty(w.shape(), w.device());
+      Tensor db = ctx.needs(2) ? Tensor::empty(ctx.input(2).shape(), w.device()) : Tensor();
+      (b.*backward_filter)(s, in.data(), gy.data(), dw.data(), db.defined() ? db.data() : nullptr);
+      if (ctx.needs(1)) ctx.add(1, dw);
+      if (db.defined()) ctx.add(2, db);
+    }
+  });
+}
+
 }  // namespace
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int stride,
@@ -50,30 +83,8 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int str
   Tensor y = Tensor::empty({s.n, s.c_out, s.h_out, s.w_out}, x.device());
   be.conv2d_forward(s, x.data(), weight.data(), bias.defined() ? bias.data() : nullptr, y.data());
 
-  if (recording_ops()) {
-    record_op({op, y.shape(), param_elements(weight, bias), 0,
-               2 * s.macs() + (bias.defined() ? double(s.y_size()) : 0.0)});
-  }
-  if (autograd::needs_graph({&x, &weight, &bias})) {
-    autograd::record(y, op, {x, weight, bias}, [s](const Tensor& gy, GradContext& ctx) {
-      Backend& b = backend(gy.device());
-      const Tensor& in = ctx.input(0);
-      const Tensor& w = ctx.input(1);
-      if (ctx.needs(0)) {
-        Tensor dx = Tensor::empty(in.shape(), in.device());
-        b.conv2d_backward_data(s, gy.data(), w.data(), dx.data());
-        ctx.add(0, dx);
-      }
-      if (ctx.needs(1) || ctx.needs(2)) {
-        Tensor dw = Tensor::empty(w.shape(), w.device());
-        Tensor db = ctx.needs(2) ? Tensor::empty(ctx.input(2).shape(), w.device()) : Tensor();
-        b.conv2d_backward_filter(s, in.data(), gy.data(), dw.data(),
-                                 db.defined() ? db.data() : nullptr);
-        if (ctx.needs(1)) ctx.add(1, dw);
-        if (db.defined()) ctx.add(2, db);
-      }
-    });
-  }
+  record_conv(op, x, weight, bias, s, y, &Backend::conv2d_backward_data,
+              &Backend::conv2d_backward_filter);
   return y;
 }
 
@@ -89,30 +100,8 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
   be.conv_transpose2d_forward(s, x.data(), weight.data(), bias.defined() ? bias.data() : nullptr,
                               y.data());
 
-  if (recording_ops()) {
-    record_op({op, y.shape(), param_elements(weight, bias), 0,
-               2 * s.macs() + (bias.defined() ? double(s.y_size()) : 0.0)});
-  }
-  if (autograd::needs_graph({&x, &weight, &bias})) {
-    autograd::record(y, op, {x, weight, bias}, [s](const Tensor& gy, GradContext& ctx) {
-      Backend& b = backend(gy.device());
-      const Tensor& in = ctx.input(0);
-      const Tensor& w = ctx.input(1);
-      if (ctx.needs(0)) {
-        Tensor dx = Tensor::empty(in.shape(), in.device());
-        b.conv_transpose2d_backward_data(s, gy.data(), w.data(), dx.data());
-        ctx.add(0, dx);
-      }
-      if (ctx.needs(1) || ctx.needs(2)) {
-        Tensor dw = Tensor::empty(w.shape(), w.device());
-        Tensor db = ctx.needs(2) ? Tensor::empty(ctx.input(2).shape(), w.device()) : Tensor();
-        b.conv_transpose2d_backward_filter(s, in.data(), gy.data(), dw.data(),
-                                           db.defined() ? db.data() : nullptr);
-        if (ctx.needs(1)) ctx.add(1, dw);
-        if (db.defined()) ctx.add(2, db);
-      }
-    });
-  }
+  record_conv(op, x, weight, bias, s, y, &Backend::conv_transpose2d_backward_data,
+              &Backend::conv_transpose2d_backward_filter);
   return y;
 }
 
