@@ -68,9 +68,4 @@ MemoryStats CachingAllocator::stats() const {
   return stats_;
 }
 
-void CachingAllocator::reset_peak() {
-  std::lock_guard lock(mutex_);
-  stats_.peak_bytes = stats_.current_bytes;
-}
-
 }  // namespace unet

@@ -17,7 +17,7 @@ namespace unet {
 
 struct MemoryStats {
   std::size_t current_bytes = 0;  // handed out and not yet returned
-  std::size_t peak_bytes = 0;     // highest current_bytes since the last reset_peak()
+  std::size_t peak_bytes = 0;     // highest current_bytes so far
   std::size_t cached_bytes = 0;   // held in free lists, ready for reuse
   std::size_t system_allocs = 0;  // calls to the underlying allocator
 };
@@ -39,7 +39,6 @@ class CachingAllocator {
   void release_cached();
 
   MemoryStats stats() const;
-  void reset_peak();
 
   static std::size_t size_class(std::size_t bytes);
 

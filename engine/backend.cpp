@@ -49,7 +49,6 @@ EngineOptions& engine_options() {
 }
 
 void set_cuda_emulation(bool on) { g_cuda_emulation = on; }
-bool cuda_emulation() { return g_cuda_emulation; }
 
 Backend& backend(Device device) {
   // Backends are never destroyed: tensors in static storage may outlive any destruction order.

@@ -138,6 +138,5 @@ Device resolve_device(const std::string& name);
 // per GPU thread. For tests and for reading kernels at work; slow. Takes effect only before the
 // CUDA backend is first used.
 void set_cuda_emulation(bool on);
-bool cuda_emulation();
 
 }  // namespace unet

@@ -95,12 +95,6 @@ Tensor Tensor::to(Device target) const {
   return out;
 }
 
-Tensor Tensor::clone() const {
-  Tensor out = empty(shape(), device());
-  backend(device()).copy(out.data(), data(), std::size_t(numel()) * sizeof(float));
-  return out;
-}
-
 void Tensor::copy_from(const Tensor& other) {
   if (other.shape() != shape()) {
     throw std::invalid_argument("Tensor::copy_from: source shape " + to_string(other.shape()) +

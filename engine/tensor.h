@@ -73,7 +73,6 @@ class Tensor {
   std::vector<float> to_vector() const;
   float item() const;  // the value of a one-element tensor
   Tensor to(Device device) const;
-  Tensor clone() const;                 // a new leaf with a copy of the data
   void copy_from(const Tensor& other);  // overwrites the data in place; shapes must match
 
   // Autograd.
