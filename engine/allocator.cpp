@@ -63,6 +63,11 @@ void CachingAllocator::release_cached() {
   free_lists_.clear();
 }
 
+void CachingAllocator::reset_peak() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  stats_.peak_bytes = stats_.current_bytes;
+}
+
 MemoryStats CachingAllocator::stats() const {
   std::lock_guard lock(mutex_);
   return stats_;

@@ -39,6 +39,8 @@ class CachingAllocator {
   void release_cached();
 
   MemoryStats stats() const;
+  // Starts a new peak at the bytes in use now, to measure the peak of one phase of work.
+  void reset_peak();
 
   static std::size_t size_class(std::size_t bytes);
 

@@ -1,5 +1,6 @@
 #include "engine/backend.h"
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -28,20 +29,11 @@ std::unique_ptr<Backend> make_cuda() {
 #endif
 }
 
+std::atomic<Backend*> g_wrappers[2] = {nullptr, nullptr};
+
 }  // namespace
 
 std::string to_string(Device device) { return device == Device::CPU ? "cpu" : "cuda"; }
-
-std::string to_string(LossKind kind) {
-  switch (kind) {
-    case LossKind::MSE: return "mse";
-    case LossKind::BCE: return "bce";
-    case LossKind::Dice: return "dice";
-    case LossKind::BCEDice: return "bce_dice";
-    case LossKind::NegLogIoU: return "neg_log_iou";
-  }
-  return "unknown";
-}
 
 EngineOptions& engine_options() {
   static EngineOptions options;
@@ -50,7 +42,10 @@ EngineOptions& engine_options() {
 
 void set_cuda_emulation(bool on) { g_cuda_emulation = on; }
 
+void set_backend_wrapper(Device device, Backend* wrapper) { g_wrappers[int(device)] = wrapper; }
+
 Backend& backend(Device device) {
+  if (Backend* wrapper = g_wrappers[int(device)].load(std::memory_order_acquire)) return *wrapper;
   // Backends are never destroyed: tensors in static storage may outlive any destruction order.
   if (device == Device::CPU) {
     static Backend* cpu = make_cpu_backend().release();

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "engine/allocator.h"
+#include "kernels/kernel_call.h"
 #include "kernels/shapes.h"
 
 namespace unet {
@@ -30,7 +31,7 @@ using kernels::ConvTranspose2dShape;
 using kernels::Pool2dShape;
 
 using kernels::LossKind;
-std::string to_string(LossKind kind);
+using kernels::to_string;  // of a LossKind
 
 
 class Backend {
@@ -132,6 +133,11 @@ Backend& backend(Device device);
 // "cpu", "cuda" (throws the reason when unusable) or "auto" (CUDA when usable, else the CPU,
 // saying so once on stderr).
 Device resolve_device(const std::string& name);
+
+// Makes backend(device) return `wrapper` (nullptr: the real backend again). The profiler wraps
+// the real backend this way; the wrapper shares the real backend's allocator, so tensors made
+// before, during and after live on.
+void set_backend_wrapper(Device device, Backend* wrapper);
 
 // Routes Device::CUDA to the CUDA backend compiled over the CPU emulation layer (also set by the
 // environment variable UNET_CUDA_EMULATION=1): every CUDA kernel then runs on the CPU, one fiber

@@ -14,16 +14,6 @@
 #include "tools/model_flags.h"
 
 namespace unet::cli {
-namespace {
-
-LossKind parse_loss(const std::string& name) {
-  for (LossKind k : {LossKind::MSE, LossKind::BCE, LossKind::Dice, LossKind::BCEDice, LossKind::NegLogIoU}) {
-    if (to_string(k) == name) return k;
-  }
-  throw UsageError("unet train: --loss must be one of mse, bce, dice, bce_dice, neg_log_iou; got '" + name + "'");
-}
-
-}  // namespace
 
 int run_train(int argc, char** argv) {
   Args args("train",
@@ -61,7 +51,7 @@ int run_train(int argc, char** argv) {
   o.run_dir = args.get("out");
   o.epochs = args.get_int("epochs");
   o.batch_size = args.get_int("batch");
-  o.loss = parse_loss(args.get("loss"));
+  o.loss = parse_loss(args.get("loss"), "train");
   o.adam.lr = args.get_float("lr");
   o.adam.weight_decay = args.get_float("weight-decay");
   if (args.get("monitor") != "val_loss" && args.get("monitor") != "val_dice") {

@@ -21,6 +21,7 @@ constexpr Command kCommands[] = {
     {"train", "train a U-Net (Adam, LR decay on plateau, early stopping, checkpoints)", unet::cli::run_train},
     {"eval", "score a checkpoint on a labelled dataset (per image, patient, overall)", unet::cli::run_eval},
     {"predict", "predict tumour masks for slices, images or NIfTI volumes", unet::cli::run_predict},
+    {"profile", "time training steps kernel by kernel; write a Chrome trace", unet::cli::run_profile},
 };
 
 void print_usage(std::FILE* out) {

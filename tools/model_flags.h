@@ -1,6 +1,7 @@
 // Model flags shared by the subcommands that build a U-Net.
 #pragma once
 
+#include "engine/backend.h"
 #include "models/unet.h"
 #include "tools/args.h"
 
@@ -38,6 +39,13 @@ inline UNetConfig model_config_from(const Args& args) {
     throw UsageError(e.what());
   }
   return c;
+}
+
+inline LossKind parse_loss(const std::string& name, const std::string& command) {
+  for (LossKind k : {LossKind::MSE, LossKind::BCE, LossKind::Dice, LossKind::BCEDice, LossKind::NegLogIoU}) {
+    if (to_string(k) == name) return k;
+  }
+  throw UsageError("unet " + command + ": --loss must be one of mse, bce, dice, bce_dice, neg_log_iou; got '" + name + "'");
 }
 
 }  // namespace unet::cli

@@ -18,21 +18,16 @@
 #include "train/loader.h"
 #include "train/metrics.h"
 #include "train/plot.h"
+#include "train/step.h"
 
 namespace unet {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-bool takes_logits(LossKind k) { return k == LossKind::BCE || k == LossKind::BCEDice; }
-
 std::pair<Tensor, Tensor> to_tensors(const Batch& b, Device device) {
   return {Tensor::from_vector({b.n, b.channels, b.height, b.width}, b.image, device),
           Tensor::from_vector({b.n, 1, b.height, b.width}, b.mask, device)};
-}
-
-Tensor loss_of(LossKind kind, const Tensor& logits, const Tensor& mask) {
-  return ops::loss(kind, takes_logits(kind) ? logits : ops::sigmoid(logits), mask);
 }
 
 std::string format_seconds(double s) {
@@ -65,7 +60,7 @@ Validation validate(UNet& model, const std::vector<Sample>& samples, const std::
   while (auto batch = loader.next()) {
     const auto [image, mask] = to_tensors(*batch, o.device);
     const Tensor logits = model.forward(image);
-    loss_sum += double(loss_of(o.loss, logits, mask).item()) * batch->n;
+    loss_sum += double(segmentation_loss(o.loss, logits, mask).item()) * batch->n;
     count += batch->n;
     const std::vector<float> prob = ops::sigmoid(logits).to_vector();
     const std::size_t plane = std::size_t(batch->height) * batch->width;
@@ -282,10 +277,7 @@ TrainResult train_model(UNet& model, const std::vector<Sample>& samples, const s
     int batches = 0;
     while (auto batch = loader.next()) {
       const auto [image, mask] = to_tensors(*batch, o.device);
-      const Tensor loss = loss_of(o.loss, model.forward(image), mask);
-      adam.zero_grad();
-      loss.backward();
-      adam.step();
+      const Tensor loss = train_step(model, adam, o.loss, image, mask);
       const double value = loss.item();
       if (!std::isfinite(value)) throw std::runtime_error("training diverged: the loss is " + number(value) + " at epoch " + std::to_string(epoch));
       loss_sum += value;

@@ -30,7 +30,7 @@ TEST_CASE("unet summary describes the reference model", "[cli]") {
 }
 
 TEST_CASE("every command has --help; misuse exits 2 with the reason", "[cli]") {
-  for (const char* command : {"summary", "synth", "train", "eval", "predict"}) {
+  for (const char* command : {"summary", "synth", "train", "eval", "predict", "profile"}) {
     const Result r = run(std::string(command) + " --help");
     CHECK(r.exit_code == 0);
     CHECK_THAT(r.output, Catch::Contains(std::string("usage: unet ") + command));

@@ -1,0 +1,149 @@
+// End-to-end figures of the reference model: training-step time and images/s (forward, loss,
+// backward, Adam: train/step.h), inference images/s (eval mode, no autograd, probabilities copied
+// back to the host), at batch 1, 6 and 16, with the peak device memory the engine's allocator had
+// in use (weights, gradients, Adam moments and activations; not the cache it keeps for reuse).
+//
+//   build/bench/bench_e2e [--threads=N] [--size=240] [--batches=1,6,16] [--tiny] [Google Benchmark flags]
+//
+// Names: <device>/train_step/batch:<n> and <device>/inference/batch:<n>; time per step or pass;
+// counters images_per_s and peak_MB. bench/peers/pytorch_unet.py reads this binary's JSON.
+#include <benchmark/benchmark.h>
+#include <omp.h>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "bench/machine.h"
+#include "engine/autograd.h"
+#include "train/phantom.h"
+#include "train/step.h"
+#if defined(UNET_HAVE_CUDA)
+#include "bench/gpu.h"
+#endif
+
+namespace unet::bench {
+namespace {
+
+struct Setup {
+  UNetConfig config;
+  int size = 240;
+};
+
+std::pair<Tensor, Tensor> phantom_batch(const Setup& setup, int batch, Device device) {
+  PhantomOptions po;
+  po.size = setup.size;
+  po.channels = setup.config.in_channels;
+  std::vector<float> image, mask;
+  for (int i = 0; i < batch; ++i) {
+    const PhantomSlice s = make_phantom_slice(po, 1, uint64_t(i), 16);
+    image.insert(image.end(), s.image.begin(), s.image.end());
+    mask.insert(mask.end(), s.mask.begin(), s.mask.end());
+  }
+  return {Tensor::from_vector({batch, setup.config.in_channels, setup.size, setup.size}, image, device),
+          Tensor::from_vector({batch, 1, setup.size, setup.size}, mask, device)};
+}
+
+// Times `work` per iteration (it must wait for its results), after one untimed warm-up run that
+// fills the allocator's cache; reports images/s and the peak bytes in use during the timed runs.
+template <typename Work>
+void measure(benchmark::State& state, Device device, int batch, Work work) {
+  work();
+  CachingAllocator& allocator = backend(device).allocator();
+  allocator.reset_peak();
+  double total = 0;
+  for (auto _ : state) {
+    const auto start = std::chrono::steady_clock::now();
+    work();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    state.SetIterationTime(s);
+    total += s;
+  }
+  state.counters["images_per_s"] = double(batch) * double(state.iterations()) / total;
+  state.counters["peak_MB"] = double(allocator.stats().peak_bytes) / 1e6;
+}
+
+void train_steps(benchmark::State& state, const Setup& setup, Device device, int batch) {
+  UNet model(setup.config, 1);
+  model.to(device);
+  model.train();
+  Adam adam(model.named_parameters(), AdamOptions{});
+  const auto [image, mask] = phantom_batch(setup, batch, device);
+  measure(state, device, batch, [&] { train_step(model, adam, LossKind::MSE, image, mask).item(); });
+}
+
+void inference(benchmark::State& state, const Setup& setup, Device device, int batch) {
+  UNet model(setup.config, 1);
+  model.to(device);
+  model.eval();
+  NoGradGuard no_grad;
+  const auto [image, mask] = phantom_batch(setup, batch, device);
+  measure(state, device, batch, [&] { model.probabilities(image).to_vector(); });
+}
+
+void register_device(const std::string& prefix, Device device, const Setup& setup, const Flags& flags) {
+  for (int batch : flags.batches) {
+    auto* t = benchmark::RegisterBenchmark((prefix + "/train_step/batch:" + std::to_string(batch)).c_str(),
+                                          [=](benchmark::State& s) { train_steps(s, setup, device, batch); });
+    auto* i = benchmark::RegisterBenchmark((prefix + "/inference/batch:" + std::to_string(batch)).c_str(),
+                                          [=](benchmark::State& s) { inference(s, setup, device, batch); });
+    for (auto* b : {t, i}) {
+      b->UseManualTime()->Unit(benchmark::kMillisecond);
+      // A CPU training step at batch 16 takes seconds: a fixed count keeps the run short and the
+      // figure a median-free mean of equal steps.
+      if (flags.tiny) {
+        b->Iterations(1);
+      } else if (device == Device::CPU) {
+        b->Iterations(3);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace unet::bench
+
+int main(int argc, char** argv) {
+  using namespace unet;
+  using namespace unet::bench;
+  try {
+    Flags flags = take_flags(&argc, argv);
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+
+    Setup setup;
+    setup.size = flags.size;
+    if (flags.tiny) {
+      setup.config.base_filters = 4;
+      setup.config.depth = 2;
+      setup.size = 16;
+      flags.batches = {1, 2};
+    }
+    std::printf("U-Net %d base filters, depth %d, %dx%dx%d input; CPU %s, %d threads\n", setup.config.base_filters,
+                setup.config.depth, setup.config.in_channels, setup.size, setup.size, cpu_model().c_str(),
+                omp_get_max_threads());
+    benchmark::AddCustomContext("cpu_model", cpu_model());
+    benchmark::AddCustomContext("threads", std::to_string(omp_get_max_threads()));
+    benchmark::AddCustomContext("input", std::to_string(setup.config.in_channels) + "x" + std::to_string(setup.size) +
+                                             "x" + std::to_string(setup.size));
+    register_device("cpu", Device::CPU, setup, flags);
+#if defined(UNET_HAVE_CUDA)
+    std::string why;
+    if (gpu::available(&why)) {
+      benchmark::AddCustomContext("gpu", gpu::device_name());
+      register_device("cuda", Device::CUDA, setup, flags);
+    } else {
+      std::printf("CUDA end-to-end benchmarks skipped: %s\n", why.c_str());
+    }
+#else
+    std::printf("CUDA end-to-end benchmarks skipped: this build has no CUDA backend (configured without nvcc)\n");
+#endif
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_e2e: %s\n", e.what());
+    return 1;
+  }
+}
