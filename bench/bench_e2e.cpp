@@ -5,7 +5,8 @@
 //
 //   build/bench/bench_e2e [--threads=N] [--size=240] [--batches=1,6,16] [--tiny] [Google Benchmark flags]
 //
-// Names: <device>/train_step/batch:<n> and <device>/inference/batch:<n>; time per step or pass;
+// Our own lines go to stderr, so that stdout holds only Google Benchmark's report (pure JSON with
+// --benchmark_format=json). Names: <device>/train_step/batch:<n> and <device>/inference/batch:<n>; time per step or pass;
 // counters images_per_s and peak_MB. bench/peers/pytorch_unet.py reads this binary's JSON.
 #include <benchmark/benchmark.h>
 #include <omp.h>
@@ -120,7 +121,7 @@ int main(int argc, char** argv) {
       setup.size = 16;
       flags.batches = {1, 2};
     }
-    std::printf("U-Net %d base filters, depth %d, %dx%dx%d input; CPU %s, %d threads\n", setup.config.base_filters,
+    std::fprintf(stderr, "U-Net %d base filters, depth %d, %dx%dx%d input; CPU %s, %d threads\n", setup.config.base_filters,
                 setup.config.depth, setup.config.in_channels, setup.size, setup.size, cpu_model().c_str(),
                 omp_get_max_threads());
     benchmark::AddCustomContext("cpu_model", cpu_model());
@@ -134,10 +135,10 @@ int main(int argc, char** argv) {
       benchmark::AddCustomContext("gpu", gpu::device_name());
       register_device("cuda", Device::CUDA, setup, flags);
     } else {
-      std::printf("CUDA end-to-end benchmarks skipped: %s\n", why.c_str());
+      std::fprintf(stderr, "CUDA end-to-end benchmarks skipped: %s\n", why.c_str());
     }
 #else
-    std::printf("CUDA end-to-end benchmarks skipped: this build has no CUDA backend (configured without nvcc)\n");
+    std::fprintf(stderr, "CUDA end-to-end benchmarks skipped: this build has no CUDA backend (configured without nvcc)\n");
 #endif
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();

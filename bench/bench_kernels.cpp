@@ -9,6 +9,7 @@
 // counted); CUDA times come from events around the kernel after an L2 flush, and each CUDA result
 // is checked against the CPU kernel's after the timing loop.
 //
+// Our own lines (the probed peaks, skipped CUDA) go to stderr: stdout is Google Benchmark's report.
 //   build/bench/bench_kernels [--threads=N] [--tiny] [Google Benchmark flags]
 //   e.g. --benchmark_filter='cpu/conv2d' --benchmark_out=kernels.json --benchmark_out_format=json
 #include <benchmark/benchmark.h>
@@ -103,14 +104,14 @@ void run_cuda(benchmark::State& state, const KernelCall& call, bool cudnn, const
 void register_cuda(const std::vector<KernelCase>& cases, bool tiny) {
   std::string why;
   if (!gpu::available(&why)) {
-    std::printf("CUDA kernel benchmarks skipped: %s\n", why.c_str());
+    std::fprintf(stderr, "CUDA kernel benchmarks skipped: %s\n", why.c_str());
     return;
   }
   static const Peak peak = gpu::probe_peak();
   benchmark::AddCustomContext("gpu", gpu::device_name());
   benchmark::AddCustomContext("gpu_peak_fp32_gflops", std::to_string(peak.gflops));
   benchmark::AddCustomContext("gpu_peak_bandwidth_gbps", std::to_string(peak.gbps));
-  std::printf("GPU %s: probed peak %.0f GFLOP/s FP32, %.0f GB/s\n", gpu::device_name().c_str(), peak.gflops, peak.gbps);
+  std::fprintf(stderr, "GPU %s: probed peak %.0f GFLOP/s FP32, %.0f GB/s\n", gpu::device_name().c_str(), peak.gflops, peak.gbps);
   for (const KernelCase& c : cases) {
     for (bool cudnn : {false, true}) {
       if (cudnn && !is_conv(c.call.kernel)) continue;
@@ -123,7 +124,7 @@ void register_cuda(const std::vector<KernelCase>& cases, bool tiny) {
 }
 #else
 void register_cuda(const std::vector<KernelCase>&, bool) {
-  std::printf("CUDA kernel benchmarks skipped: this build has no CUDA backend (configured without nvcc)\n");
+  std::fprintf(stderr, "CUDA kernel benchmarks skipped: this build has no CUDA backend (configured without nvcc)\n");
 }
 #endif
 
@@ -151,7 +152,7 @@ int main(int argc, char** argv) {
     const std::vector<KernelCase> cases = kernel_cases(config, batch, size, small);
 
     static const Peak cpu_peak = probe_cpu_peak();
-    std::printf("CPU %s, %d threads: probed peak %.1f GFLOP/s FP32, %.1f GB/s\n", cpu_model().c_str(),
+    std::fprintf(stderr, "CPU %s, %d threads: probed peak %.1f GFLOP/s FP32, %.1f GB/s\n", cpu_model().c_str(),
                 omp_get_max_threads(), cpu_peak.gflops, cpu_peak.gbps);
     benchmark::AddCustomContext("cpu_model", cpu_model());
     benchmark::AddCustomContext("threads", std::to_string(omp_get_max_threads()));
