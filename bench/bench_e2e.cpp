@@ -108,11 +108,7 @@ void register_device(const std::string& prefix, Device device, const Setup& setu
 int main(int argc, char** argv) {
   using namespace unet;
   using namespace unet::bench;
-  try {
-    Flags flags = take_flags(&argc, argv);
-    benchmark::Initialize(&argc, argv);
-    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-
+  return benchmark_main("bench_e2e", argc, argv, [](Flags& flags) {
     Setup setup;
     setup.size = flags.size;
     if (flags.tiny) {
@@ -122,10 +118,8 @@ int main(int argc, char** argv) {
       flags.batches = {1, 2};
     }
     std::fprintf(stderr, "U-Net %d base filters, depth %d, %dx%dx%d input; CPU %s, %d threads\n", setup.config.base_filters,
-                setup.config.depth, setup.config.in_channels, setup.size, setup.size, cpu_model().c_str(),
-                omp_get_max_threads());
-    benchmark::AddCustomContext("cpu_model", cpu_model());
-    benchmark::AddCustomContext("threads", std::to_string(omp_get_max_threads()));
+                 setup.config.depth, setup.config.in_channels, setup.size, setup.size, cpu_model().c_str(),
+                 omp_get_max_threads());
     benchmark::AddCustomContext("input", std::to_string(setup.config.in_channels) + "x" + std::to_string(setup.size) +
                                              "x" + std::to_string(setup.size));
     register_device("cpu", Device::CPU, setup, flags);
@@ -140,11 +134,5 @@ int main(int argc, char** argv) {
 #else
     std::fprintf(stderr, "CUDA end-to-end benchmarks skipped: this build has no CUDA backend (configured without nvcc)\n");
 #endif
-    benchmark::RunSpecifiedBenchmarks();
-    benchmark::Shutdown();
-    return 0;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_e2e: %s\n", e.what());
-    return 1;
-  }
+  });
 }

@@ -134,11 +134,7 @@ void register_cuda(const std::vector<KernelCase>&, bool) {
 int main(int argc, char** argv) {
   using namespace unet;
   using namespace unet::bench;
-  try {
-    const Flags flags = take_flags(&argc, argv);
-    benchmark::Initialize(&argc, argv);
-    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-
+  return benchmark_main("bench_kernels", argc, argv, [](Flags& flags) {
     // The reference model on its real shapes; --tiny: a small model on tiny ones (CI).
     UNetConfig config;
     int batch = 6, size = 240, small = 32;
@@ -153,9 +149,7 @@ int main(int argc, char** argv) {
 
     static const Peak cpu_peak = probe_cpu_peak();
     std::fprintf(stderr, "CPU %s, %d threads: probed peak %.1f GFLOP/s FP32, %.1f GB/s\n", cpu_model().c_str(),
-                omp_get_max_threads(), cpu_peak.gflops, cpu_peak.gbps);
-    benchmark::AddCustomContext("cpu_model", cpu_model());
-    benchmark::AddCustomContext("threads", std::to_string(omp_get_max_threads()));
+                 omp_get_max_threads(), cpu_peak.gflops, cpu_peak.gbps);
     benchmark::AddCustomContext("cpu_peak_fp32_gflops", std::to_string(cpu_peak.gflops));
     benchmark::AddCustomContext("cpu_peak_bandwidth_gbps", std::to_string(cpu_peak.gbps));
     for (const KernelCase& c : cases) {
@@ -165,12 +159,5 @@ int main(int argc, char** argv) {
       if (flags.tiny) b->Iterations(1);
     }
     register_cuda(cases, flags.tiny);
-
-    benchmark::RunSpecifiedBenchmarks();
-    benchmark::Shutdown();
-    return 0;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_kernels: %s\n", e.what());
-    return 1;
-  }
+  });
 }

@@ -1,10 +1,12 @@
 #include "bench/machine.h"
 
+#include <benchmark/benchmark.h>
 #include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -105,6 +107,23 @@ Flags take_flags(int* argc, char** argv) {
   }
   if (f.threads > 0) omp_set_num_threads(f.threads);
   return f;
+}
+
+int benchmark_main(const char* binary, int argc, char** argv, const std::function<void(Flags&)>& register_cases) {
+  try {
+    Flags flags = take_flags(&argc, argv);
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::AddCustomContext("cpu_model", cpu_model());
+    benchmark::AddCustomContext("threads", std::to_string(omp_get_max_threads()));
+    register_cases(flags);
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", binary, e.what());
+    return 1;
+  }
 }
 
 }  // namespace unet::bench

@@ -3,6 +3,7 @@
 // share.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -31,5 +32,10 @@ struct Flags {
   std::vector<int> batches{1, 6, 16};
 };
 Flags take_flags(int* argc, char** argv);
+
+// The main() of a benchmark binary: takes our flags, adds the CPU model and thread count to the
+// report's context, lets `register_cases` register the benchmarks, and runs them. Errors end in
+// one line on stderr, prefixed with `binary`, and exit code 1.
+int benchmark_main(const char* binary, int argc, char** argv, const std::function<void(Flags&)>& register_cases);
 
 }  // namespace unet::bench

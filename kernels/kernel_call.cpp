@@ -17,6 +17,14 @@ std::string describe_conv(const S& s, bool bias) {
          std::to_string(s.kh) + " s" + std::to_string(s.stride) + (bias ? " +bias" : "");
 }
 
+// All three directions of a convolution do the same multiply-adds and move x (or dx), w (or dw)
+// and y (or dy) once; forward and backward-filter also add (or sum) the bias per output element.
+template <typename S>
+Cost conv_cost(const S& s, bool bias) {
+  const double b = bias ? 1 : 0;
+  return {2 * s.macs() + b * double(s.y_size()), kF * (double(s.x_size() + s.w_size() + s.y_size()) + b * s.c_out)};
+}
+
 // Per-element FLOPs of the loss kernels: forward (the fused sums) and backward (the sums again
 // where the gradient needs them, then the gradient itself).
 double loss_flops(LossKind kind, bool backward) {
@@ -85,34 +93,12 @@ const char* name(Kernel kernel) {
 Cost cost(const KernelCall& c) {
   const double n = double(c.count);
   switch (c.kernel) {
-    case Kernel::Conv2dForward: {
-      const auto& s = c.conv;
-      const double bias = c.has_bias ? double(s.y_size()) : 0;
-      return {2 * s.macs() + bias, kF * (double(s.x_size() + s.w_size() + s.y_size()) + (c.has_bias ? s.c_out : 0))};
-    }
-    case Kernel::Conv2dBackwardData: {
-      const auto& s = c.conv;
-      return {2 * s.macs(), kF * double(s.y_size() + s.w_size() + s.x_size())};
-    }
-    case Kernel::Conv2dBackwardFilter: {
-      const auto& s = c.conv;
-      const double dbias = c.has_bias ? double(s.y_size()) : 0;
-      return {2 * s.macs() + dbias, kF * (double(s.x_size() + s.y_size() + s.w_size()) + (c.has_bias ? s.c_out : 0))};
-    }
-    case Kernel::ConvTranspose2dForward: {
-      const auto& s = c.conv_t;
-      const double bias = c.has_bias ? double(s.y_size()) : 0;
-      return {2 * s.macs() + bias, kF * (double(s.x_size() + s.w_size() + s.y_size()) + (c.has_bias ? s.c_out : 0))};
-    }
-    case Kernel::ConvTranspose2dBackwardData: {
-      const auto& s = c.conv_t;
-      return {2 * s.macs(), kF * double(s.y_size() + s.w_size() + s.x_size())};
-    }
-    case Kernel::ConvTranspose2dBackwardFilter: {
-      const auto& s = c.conv_t;
-      const double dbias = c.has_bias ? double(s.y_size()) : 0;
-      return {2 * s.macs() + dbias, kF * (double(s.x_size() + s.y_size() + s.w_size()) + (c.has_bias ? s.c_out : 0))};
-    }
+    case Kernel::Conv2dForward:
+    case Kernel::Conv2dBackwardFilter: return conv_cost(c.conv, c.has_bias);
+    case Kernel::Conv2dBackwardData: return conv_cost(c.conv, false);
+    case Kernel::ConvTranspose2dForward:
+    case Kernel::ConvTranspose2dBackwardFilter: return conv_cost(c.conv_t, c.has_bias);
+    case Kernel::ConvTranspose2dBackwardData: return conv_cost(c.conv_t, false);
     // BN: statistics 3 FLOPs per element (sum, sum of squares), normalisation 2 (one FMA), ReLU 1;
     // backward 11 (+1 ReLU mask): the two sums 5, the input gradient 6.
     case Kernel::BatchNormForwardTrain:

@@ -11,7 +11,6 @@
 
 #include <omp.h>
 
-#include "engine/options.h"
 #include "engine/profiler.h"
 #include "train/adam.h"
 #include "train/io/files.h"
@@ -78,10 +77,8 @@ int run_profile(int argc, char** argv) {
       .option("loss", "name", "mse", "mse, bce, dice, bce_dice or neg_log_iou")
       .option("lr", "rate", "0.002", "Adam learning rate")
       .option("trace", "file", "profile_trace.json", "Chrome trace output ('' for none)")
-      .option("seed", "n", "1", "seed for the weights, the phantom batch and dropout")
-      .option("threads", "n", "0", "CPU threads (0: all cores)")
-      .option("device", "name", "auto", "auto (CUDA when a GPU is usable, else CPU), cpu or cuda")
-      .option("conv", "impl", "cudnn", "CUDA convolutions: cudnn or handwritten");
+      .option("seed", "n", "1", "seed for the weights, the phantom batch and dropout");
+  add_device_flags(args);
   if (!args.parse(argc, argv)) return 0;
 
   const UNetConfig config = model_config_from(args);
@@ -91,14 +88,8 @@ int run_profile(int argc, char** argv) {
     throw UsageError("unet profile: --size must be at least 16 and a multiple of 2^depth = " + std::to_string(1 << config.depth));
   }
   if (batch < 1 || steps < 1 || warmup < 0) throw UsageError("unet profile: --batch and --steps must be >= 1, --warmup >= 0");
-  if (args.get_int("threads") < 0) throw UsageError("unet profile: --threads must be >= 0");
-  if (args.get_int("threads") > 0) omp_set_num_threads(args.get_int("threads"));
-  if (args.get("conv") != "cudnn" && args.get("conv") != "handwritten") {
-    throw UsageError("unet profile: --conv must be cudnn or handwritten, got '" + args.get("conv") + "'");
-  }
-  engine_options().cudnn = args.get("conv") == "cudnn";
   const LossKind loss_kind = parse_loss(args.get("loss"), "profile");
-  const Device device = resolve_device(args.get("device"));
+  const Device device = device_from(args, "profile");
   const uint64_t seed = uint64_t(args.get_int64("seed"));
 
   UNet model(config, seed);

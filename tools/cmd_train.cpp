@@ -6,7 +6,6 @@
 
 #include <omp.h>
 
-#include "engine/options.h"
 #include "train/dataset.h"
 #include "train/split.h"
 #include "train/trainer.h"
@@ -38,12 +37,10 @@ int run_train(int argc, char** argv) {
       .option("val-fraction", "f", "0.2", "fraction of patients held out for validation")
       .option("split", "file", "", "reuse this split file instead of drawing one")
       .option("seed", "n", "1", "seed for the split, weights, augmentation and dropout")
-      .option("threads", "n", "0", "CPU threads (0: all cores)")
-      .option("device", "name", "auto", "auto (CUDA when a GPU is usable, else CPU), cpu or cuda")
-      .option("conv", "impl", "cudnn", "CUDA convolutions: cudnn or handwritten")
       .flag("no-augment", "train without augmentation")
       .flag("no-restore-best", "keep the last epoch's weights instead of the best")
       .flag("resume", "continue the run in --out from its last.ckpt");
+  add_device_flags(args);
   if (!args.parse(argc, argv)) return 0;
 
   const UNetConfig config = model_config_from(args);
@@ -67,12 +64,7 @@ int run_train(int argc, char** argv) {
   o.seed = uint64_t(args.get_int64("seed"));
   o.resume = args.has("resume");
   if (o.epochs < 1 || o.batch_size < 1) throw UsageError("unet train: --epochs and --batch must be at least 1");
-  if (args.get_int("threads") > 0) omp_set_num_threads(args.get_int("threads"));
-  if (args.get("conv") != "cudnn" && args.get("conv") != "handwritten") {
-    throw UsageError("unet train: --conv must be cudnn or handwritten, got '" + args.get("conv") + "'");
-  }
-  engine_options().cudnn = args.get("conv") == "cudnn";
-  o.device = resolve_device(args.get("device"));
+  o.device = device_from(args, "train");
 
   DatasetOptions data;
   data.size = args.get_int("size");

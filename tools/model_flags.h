@@ -1,7 +1,12 @@
-// Model flags shared by the subcommands that build a U-Net.
+// Flags shared by the subcommands that build a U-Net (model shape, loss) and train it (device).
 #pragma once
 
+#include <omp.h>
+
+#include <string>
+
 #include "engine/backend.h"
+#include "engine/options.h"
 #include "models/unet.h"
 #include "tools/args.h"
 
@@ -39,6 +44,24 @@ inline UNetConfig model_config_from(const Args& args) {
     throw UsageError(e.what());
   }
   return c;
+}
+
+// --threads, --device and --conv, for the commands that train.
+inline void add_device_flags(Args& args) {
+  args.option("threads", "n", "0", "CPU threads (0: all cores)")
+      .option("device", "name", "auto", "auto (CUDA when a GPU is usable, else CPU), cpu or cuda")
+      .option("conv", "impl", "cudnn", "CUDA convolutions: cudnn or handwritten");
+}
+
+// Applies --threads and --conv, then resolves --device (which throws its reason when unusable).
+inline Device device_from(const Args& args, const std::string& command) {
+  if (args.get_int("threads") < 0) throw UsageError("unet " + command + ": --threads must be >= 0");
+  if (args.get_int("threads") > 0) omp_set_num_threads(args.get_int("threads"));
+  if (args.get("conv") != "cudnn" && args.get("conv") != "handwritten") {
+    throw UsageError("unet " + command + ": --conv must be cudnn or handwritten, got '" + args.get("conv") + "'");
+  }
+  engine_options().cudnn = args.get("conv") == "cudnn";
+  return resolve_device(args.get("device"));
 }
 
 inline LossKind parse_loss(const std::string& name, const std::string& command) {
