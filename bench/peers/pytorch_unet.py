@@ -36,7 +36,7 @@ Remaining differences:
     output_padding=1) crops the first row and column of the full (2n+1)-sized result, while Keras'
     'same' (and our engine) drops the last. Same output size, same FLOPs, shifted by one pixel.
   * PyTorch runs ReLU in place after BN; we fuse it into BN. PyTorch's Adam uses its default
-    (per-tensor, non-fused) CPU implementation; ours is one fused kernel per parameter.
+    (per-tensor, non-fused) CPU implementation; ours updates every parameter in one fused call.
   * Dropout masks come from different generators (ours: Philox), which affects no timing.
   * Memory is not the same measure: ours is the engine's own peak (peak_MB counter), PyTorch's is
     the growth of the process's peak RSS (VmHWM, reset through /proc/self/clear_refs) over the
