@@ -26,6 +26,8 @@ namespace {
 namespace cu = unet::UNET_CUDA_NS;
 using unet::kernels::BatchNormShape;
 using unet::test::DeviceBuffer;
+using unet::test::repeat_runs;
+using unet::test::require_bitwise_equal;
 using unet::test::random_vector;
 using unet::test::require_close;
 using Vec = std::vector<float>;
@@ -38,34 +40,6 @@ constexpr float kMomentum = 0.1f;
 std::string describe(const BatchNormShape& s, bool relu) {
   return "n" + std::to_string(s.n) + " c" + std::to_string(s.c) + " hw" + std::to_string(s.hw) +
          (relu ? " relu" : "");
-}
-
-void poison(DeviceBuffer<float>& buffer) {
-  buffer.upload(Vec(buffer.size(), std::numeric_limits<float>::quiet_NaN()));
-}
-
-void require_bitwise_equal(const Vec& a, const Vec& b, const char* what) {
-  INFO(what << ": a second run must give bitwise the same result");
-  REQUIRE(a.size() == b.size());
-  // (memcmp must not see the null data() of an empty vector)
-  REQUIRE((a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0));
-}
-
-// Runs `body` once per emulated thread order (once on a real GPU), leaving Forward behind.
-void for_each_thread_order(const std::function<void()>& body) {
-#ifdef UNET_CUDA_EMULATION
-  using unet::emu::ThreadOrder;
-  for (const ThreadOrder order : {ThreadOrder::Forward, ThreadOrder::Reverse, ThreadOrder::Random}) {
-    INFO("emulated thread order " << (order == ThreadOrder::Forward   ? "Forward"
-                                      : order == ThreadOrder::Reverse ? "Reverse"
-                                                                      : "Random"));
-    unet::emu::set_thread_order(order);
-    body();
-  }
-  unet::emu::set_thread_order(ThreadOrder::Forward);
-#else
-  body();
-#endif
 }
 
 struct Inputs {
@@ -122,7 +96,7 @@ void check_shape(const BatchNormShape& s, bool relu, uint32_t seed) {
   const float* y_train_in = relu ? d_y_ref.get() : nullptr;
   const float* y_infer_in = relu ? d_y_infer_ref.get() : nullptr;
 
-  for_each_thread_order([&] {
+  repeat_runs([&] {
     struct TrainOut {
       Vec y, save_mean, save_invstd, running_mean, running_var;
     };

@@ -16,17 +16,11 @@ namespace {
 namespace cu = unet::UNET_CUDA_NS;
 using unet::kernels::ConcatShape;
 using unet::test::DeviceBuffer;
+using unet::test::require_bitwise_equal;
 using unet::test::random_vector;
 using Vec = std::vector<float>;
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-void require_bitwise_equal(const Vec& a, const Vec& b, const char* what) {
-  INFO(what);
-  REQUIRE(a.size() == b.size());
-  // (memcmp must not see the null data() of an empty vector)
-  REQUIRE((a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0));
-}
 
 void check_shape(const ConcatShape& s, uint32_t seed) {
   INFO("n" << s.n << " c_a" << s.c_a << " c_b" << s.c_b << " hw" << s.hw);

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "kernels/cpu/conv.h"
+#include "tests/support/conv_reference.h"
 #include "tests/support/cuda_test.h"
 #include "tests/support/gradcheck.h"
 
@@ -30,66 +31,14 @@ using unet::cpu::Conv2dShape;
 using unet::kernels::conv2d_shape;
 using unet::kernels::Padding;
 using unet::test::DeviceBuffer;
+using unet::test::FirstRun;
+using unet::test::describe;
+using unet::test::repeat_runs;
 using unet::test::random_vector;
 using unet::test::require_close;
 
 constexpr double kAtol = 1e-4;
 constexpr double kRtol = 1e-4;
-
-std::string describe(const Conv2dShape& s) {
-  return "n" + std::to_string(s.n) + " c_in" + std::to_string(s.c_in) + " " +
-         std::to_string(s.h_in) + "x" + std::to_string(s.w_in) + " c_out" +
-         std::to_string(s.c_out) + " k" + std::to_string(s.kh) + "x" + std::to_string(s.kw) + " s" +
-         std::to_string(s.stride) + " pad" + std::to_string(s.pad_top) + "," +
-         std::to_string(s.pad_left) + " out" + std::to_string(s.h_out) + "x" +
-         std::to_string(s.w_out);
-}
-
-void poison(DeviceBuffer<float>& buffer) {
-  buffer.upload(std::vector<float>(buffer.size(), std::numeric_limits<float>::quiet_NaN()));
-}
-
-// Runs `body(run)` several times and names the run on failure: over the emulator once per thread
-// order (Forward, Reverse, Random), restoring the order found; on a GPU twice.
-void repeat_runs(const std::function<void(int)>& body) {
-#ifdef UNET_CUDA_EMULATION
-  using unet::emu::ThreadOrder;
-  const ThreadOrder previous = unet::emu::thread_order();
-  const ThreadOrder orders[] = {ThreadOrder::Forward, ThreadOrder::Reverse, ThreadOrder::Random};
-  const char* const names[] = {"Forward", "Reverse", "Random"};
-  for (int run = 0; run < 3; ++run) {
-    INFO("emulated thread order " << names[run]);
-    unet::emu::set_thread_order(orders[run]);
-    body(run);
-  }
-  unet::emu::set_thread_order(previous);
-#else
-  for (int run = 0; run < 2; ++run) {
-    INFO("run " << run + 1 << " of 2");
-    body(run);
-  }
-#endif
-}
-
-// The first run's result of one pass; every later run must reproduce it bit for bit (no atomics,
-// and a fixed summation order whatever order the threads run in).
-class FirstRun {
- public:
-  explicit FirstRun(const char* what) : what_(what) {}
-  void check(int run, const std::vector<float>& result) {
-    if (run == 0) {
-      first_ = result;
-      return;
-    }
-    INFO(what_ << ": must be bitwise equal to the first run's result");
-    REQUIRE(result.size() == first_.size());
-    REQUIRE(std::memcmp(result.data(), first_.data(), result.size() * sizeof(float)) == 0);
-  }
-
- private:
-  const char* what_;
-  std::vector<float> first_;
-};
 
 enum class Passes { All, FilterOnly };
 
@@ -129,13 +78,13 @@ void check_shape(const Conv2dShape& s, uint32_t seed, Passes passes = Passes::Al
   FirstRun first_y("forward"), first_dx("backward-data"), first_dw("backward-filter dw"),
       first_db("backward-filter dbias");
 
-  repeat_runs([&](int run) {
+  repeat_runs([&] {
     if (all) {
       poison(d_y);
       cu::conv2d_forward(s, d_x.get(), d_w.get(), d_bias.get(), d_y.get(), nullptr);
       const auto y = d_y.download();
       require_close(y, y_ref, kAtol, kRtol, "forward");
-      first_y.check(run, y);
+      first_y.check(y);
 
       poison(d_y);
       cu::conv2d_forward(s, d_x.get(), d_w.get(), nullptr, d_y.get(), nullptr);
@@ -145,7 +94,7 @@ void check_shape(const Conv2dShape& s, uint32_t seed, Passes passes = Passes::Al
       cu::conv2d_backward_data(s, d_dy.get(), d_w.get(), d_dx.get(), nullptr);
       const auto dx = d_dx.download();
       require_close(dx, dx_ref, kAtol, kRtol, "backward-data");
-      first_dx.check(run, dx);
+      first_dx.check(dx);
     }
 
     poison(d_dw);
@@ -155,8 +104,8 @@ void check_shape(const Conv2dShape& s, uint32_t seed, Passes passes = Passes::Al
     const auto db = d_db.download();
     require_close(dw, dw_ref, kAtol, kRtol, "backward-filter dw");
     require_close(db, db_ref, kAtol, kRtol, "backward-filter dbias");
-    first_dw.check(run, dw);
-    first_db.check(run, db);
+    first_dw.check(dw);
+    first_db.check(db);
 
     poison(d_dw);
     poison(d_db);  // must stay untouched: no dbias asked for

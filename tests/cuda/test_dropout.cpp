@@ -21,18 +21,12 @@ namespace {
 
 namespace cu = unet::UNET_CUDA_NS;
 using unet::test::DeviceBuffer;
+using unet::test::require_bitwise_equal;
 using unet::test::random_vector;
 using Vec = std::vector<float>;
 using Bytes = std::vector<uint8_t>;
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-void require_bitwise_equal(const Vec& a, const Vec& b, const char* what) {
-  INFO(what);
-  REQUIRE(a.size() == b.size());
-  // (memcmp must not see the null data() of an empty vector)
-  REQUIRE((a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0));
-}
 
 void check(std::size_t count, float p, uint64_t seed, uint64_t offset) {
   INFO("count " << count << " p " << p << " seed " << seed << " offset " << offset);

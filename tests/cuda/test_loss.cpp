@@ -29,6 +29,7 @@ namespace {
 namespace cu = unet::UNET_CUDA_NS;
 using unet::kernels::LossKind;
 using unet::test::DeviceBuffer;
+using unet::test::repeat_runs;
 using unet::test::random_vector;
 using unet::test::require_close;
 using Vec = std::vector<float>;
@@ -36,22 +37,6 @@ using Vec = std::vector<float>;
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 constexpr float kSmooth = 1.0f;
 constexpr float kUpstream = 0.75f;
-
-void for_each_thread_order(const std::function<void()>& body) {
-#ifdef UNET_CUDA_EMULATION
-  using unet::emu::ThreadOrder;
-  for (const ThreadOrder order : {ThreadOrder::Forward, ThreadOrder::Reverse, ThreadOrder::Random}) {
-    INFO("emulated thread order " << (order == ThreadOrder::Forward   ? "Forward"
-                                      : order == ThreadOrder::Reverse ? "Reverse"
-                                                                      : "Random"));
-    unet::emu::set_thread_order(order);
-    body();
-  }
-  unet::emu::set_thread_order(ThreadOrder::Forward);
-#else
-  body();
-#endif
-}
 
 const char* name(LossKind kind) {
   switch (kind) {
@@ -130,7 +115,7 @@ void check(LossKind kind, std::size_t n, bool soft, uint32_t seed) {
 
   DeviceBuffer<float> d_in(c.input), d_t(c.target), d_out(1), d_upstream(Vec{kUpstream}),
       d_grad(n);
-  for_each_thread_order([&] {
+  repeat_runs([&] {
     const auto forward = [&] {
       d_out.upload(Vec{kNaN});
       cu::loss_forward(kind, n, d_in.get(), d_t.get(), kSmooth, d_out.get(), nullptr);
@@ -193,7 +178,7 @@ TEST_CASE("cuda sum: matches the CPU's double sum, deterministically", "[cuda][l
     double magnitude = 0;
     for (const float v : x) magnitude += std::abs(double(v));
     DeviceBuffer<float> d_x(x), d_out(1);
-    for_each_thread_order([&] {
+    repeat_runs([&] {
       const auto run = [&] {
         d_out.upload(Vec{kNaN});
         cu::sum(n, d_x.get(), d_out.get(), nullptr);

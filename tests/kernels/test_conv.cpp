@@ -9,13 +9,18 @@
 #include <vector>
 
 #include "kernels/cpu/conv.h"
+#include "tests/support/conv_reference.h"
 #include "tests/support/gradcheck.h"
 
 namespace {
 
 using unet::cpu::Conv2dShape;
 using unet::kernels::Padding;
+using unet::test::ConvGrads;
+using unet::test::describe;
 using unet::test::dot;
+using unet::test::naive_backward;
+using unet::test::naive_forward;
 using unet::test::numeric_gradient;
 using unet::test::random_vector;
 using unet::test::require_close;
@@ -23,58 +28,6 @@ using unet::test::require_close;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 std::vector<float> to_float(const std::vector<double>& v) { return {v.begin(), v.end()}; }
-
-std::string describe(const Conv2dShape& s) {
-  return "n" + std::to_string(s.n) + " c_in" + std::to_string(s.c_in) + " " +
-         std::to_string(s.h_in) + "x" + std::to_string(s.w_in) + " c_out" +
-         std::to_string(s.c_out) + " k" + std::to_string(s.kh) + "x" + std::to_string(s.kw) + " s" +
-         std::to_string(s.stride) + " pad" + std::to_string(s.pad_top) + "," +
-         std::to_string(s.pad_left) + " out" + std::to_string(s.h_out) + "x" +
-         std::to_string(s.w_out);
-}
-
-// Visits every (input element, weight element, output element) triple the convolution multiplies.
-template <typename F>
-void for_each_tap(const Conv2dShape& s, F f) {
-  for (int n = 0; n < s.n; ++n)
-    for (int co = 0; co < s.c_out; ++co)
-      for (int oh = 0; oh < s.h_out; ++oh)
-        for (int ow = 0; ow < s.w_out; ++ow)
-          for (int ci = 0; ci < s.c_in; ++ci)
-            for (int i = 0; i < s.kh; ++i)
-              for (int j = 0; j < s.kw; ++j) {
-                const int ih = oh * s.stride - s.pad_top + i;
-                const int iw = ow * s.stride - s.pad_left + j;
-                if (ih < 0 || ih >= s.h_in || iw < 0 || iw >= s.w_in) continue;
-                f(((std::size_t(n) * s.c_in + ci) * s.h_in + ih) * s.w_in + iw,
-                  ((std::size_t(co) * s.c_in + ci) * s.kh + i) * s.kw + j,
-                  ((std::size_t(n) * s.c_out + co) * s.h_out + oh) * s.w_out + ow);
-              }
-}
-
-std::vector<double> naive_forward(const Conv2dShape& s, const std::vector<double>& x,
-                                  const std::vector<double>& w, const std::vector<double>& b) {
-  std::vector<double> y(s.y_size(), 0.0);
-  if (!b.empty()) {
-    for (std::size_t e = 0; e < y.size(); ++e)
-      y[e] = b[e / (std::size_t(s.h_out) * s.w_out) % s.c_out];
-  }
-  for_each_tap(s, [&](std::size_t xi, std::size_t wi, std::size_t yi) { y[yi] += x[xi] * w[wi]; });
-  return y;
-}
-
-struct Grads {
-  std::vector<double> dx, dw;
-};
-Grads naive_backward(const Conv2dShape& s, const std::vector<double>& x,
-                     const std::vector<double>& w, const std::vector<double>& dy) {
-  Grads g{std::vector<double>(s.x_size(), 0.0), std::vector<double>(s.w_size(), 0.0)};
-  for_each_tap(s, [&](std::size_t xi, std::size_t wi, std::size_t yi) {
-    g.dx[xi] += dy[yi] * w[wi];
-    g.dw[wi] += dy[yi] * x[xi];
-  });
-  return g;
-}
 
 std::vector<double> run_forward(const Conv2dShape& s, const std::vector<double>& x,
                                 const std::vector<double>& w, const std::vector<double>& b) {
@@ -100,7 +53,7 @@ void check_backward_vs_naive(const Conv2dShape& s, uint32_t seed) {
   unet::cpu::conv2d_backward_data(s, dy.data(), w.data(), dx.data());
   unet::cpu::conv2d_backward_filter(s, x.data(), dy.data(), dw.data(),
                                     static_cast<double*>(nullptr));
-  const Grads expected = naive_backward(s, x, w, dy);
+  const ConvGrads expected = naive_backward(s, x, w, dy);
   require_close(dx, expected.dx, 1e-10, 1e-10, "dx");
   require_close(dw, expected.dw, 1e-10, 1e-10, "dw");
 }

@@ -10,13 +10,18 @@
 #include <vector>
 
 #include "kernels/cpu/conv.h"
+#include "tests/support/conv_reference.h"
 #include "tests/support/gradcheck.h"
 
 namespace {
 
 using unet::cpu::ConvTranspose2dShape;
 using unet::kernels::Padding;
+using unet::test::ConvGrads;
+using unet::test::describe;
 using unet::test::dot;
+using unet::test::naive_backward;
+using unet::test::naive_forward;
 using unet::test::numeric_gradient;
 using unet::test::random_vector;
 using unet::test::require_close;
@@ -24,61 +29,6 @@ using unet::test::require_close;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 std::vector<float> to_float(const std::vector<double>& v) { return {v.begin(), v.end()}; }
-
-std::string describe(const ConvTranspose2dShape& s) {
-  return "n" + std::to_string(s.n) + " c_in" + std::to_string(s.c_in) + " " +
-         std::to_string(s.h_in) + "x" + std::to_string(s.w_in) + " c_out" +
-         std::to_string(s.c_out) + " k" + std::to_string(s.kh) + "x" + std::to_string(s.kw) + " s" +
-         std::to_string(s.stride) + " pad" + std::to_string(s.pad_top) + "," +
-         std::to_string(s.pad_left) + " out" + std::to_string(s.h_out) + "x" +
-         std::to_string(s.w_out);
-}
-
-// Visits every (input element, weight element, output element) triple of the scatter
-//   y[n, co, i*stride - pad_top + a, j*stride - pad_left + b] += x[n, ci, i, j] * w[ci, co, a, b]
-// skipping targets outside the output.
-template <typename F>
-void for_each_scatter(const ConvTranspose2dShape& s, F f) {
-  for (int n = 0; n < s.n; ++n)
-    for (int ci = 0; ci < s.c_in; ++ci)
-      for (int i = 0; i < s.h_in; ++i)
-        for (int j = 0; j < s.w_in; ++j)
-          for (int co = 0; co < s.c_out; ++co)
-            for (int a = 0; a < s.kh; ++a)
-              for (int b = 0; b < s.kw; ++b) {
-                const int oh = i * s.stride - s.pad_top + a;
-                const int ow = j * s.stride - s.pad_left + b;
-                if (oh < 0 || oh >= s.h_out || ow < 0 || ow >= s.w_out) continue;
-                f(((std::size_t(n) * s.c_in + ci) * s.h_in + i) * s.w_in + j,
-                  ((std::size_t(ci) * s.c_out + co) * s.kh + a) * s.kw + b,
-                  ((std::size_t(n) * s.c_out + co) * s.h_out + oh) * s.w_out + ow);
-              }
-}
-
-std::vector<double> naive_forward(const ConvTranspose2dShape& s, const std::vector<double>& x,
-                                  const std::vector<double>& w, const std::vector<double>& b) {
-  std::vector<double> y(s.y_size(), 0.0);
-  if (!b.empty()) {
-    for (std::size_t e = 0; e < y.size(); ++e)
-      y[e] = b[e / (std::size_t(s.h_out) * s.w_out) % s.c_out];
-  }
-  for_each_scatter(s,
-                   [&](std::size_t xi, std::size_t wi, std::size_t yi) { y[yi] += x[xi] * w[wi]; });
-  return y;
-}
-
-struct Grads {
-  std::vector<double> dx, dw;
-};
-Grads naive_backward(const ConvTranspose2dShape& s, const std::vector<double>& x,
-                     const std::vector<double>& w, const std::vector<double>& dy) {
-  Grads g{std::vector<double>(s.x_size(), 0.0), std::vector<double>(s.w_size(), 0.0)};
-  for_each_scatter(s, [&](std::size_t xi, std::size_t wi, std::size_t yi) {
-    g.dx[xi] += dy[yi] * w[wi];
-    g.dw[wi] += dy[yi] * x[xi];
-  });
-  return g;
-}
 
 std::vector<double> run_forward(const ConvTranspose2dShape& s, const std::vector<double>& x,
                                 const std::vector<double>& w, const std::vector<double>& b) {
@@ -105,7 +55,7 @@ void check_backward_vs_naive(const ConvTranspose2dShape& s, uint32_t seed) {
   unet::cpu::conv_transpose2d_backward_data(s, dy.data(), w.data(), dx.data());
   unet::cpu::conv_transpose2d_backward_filter(s, x.data(), dy.data(), dw.data(),
                                               static_cast<double*>(nullptr));
-  const Grads expected = naive_backward(s, x, w, dy);
+  const ConvGrads expected = naive_backward(s, x, w, dy);
   require_close(dx, expected.dx, 1e-10, 1e-10, "dx");
   require_close(dw, expected.dw, 1e-10, 1e-10, "dw");
 }
