@@ -600,11 +600,14 @@ void conv2d_backward_filter(const Conv2dShape& s, const float* x, const float* d
       launch_gemm<Tile<16, 16, 64, 4, 4>, true>(p, stream);
     }
   }
-  if (dbias && s.c_out > 0) {
-    UNET_LAUNCH(channel_sum_kernel, dim3(static_cast<unsigned>(s.c_out)), dim3(kThreads), 0,
-                stream)(dy, s.n, s.c_out, s.h_out * s.w_out, dbias);
-    check_launch(__FILE__, __LINE__);
-  }
+  if (dbias) channel_sum(dy, s.n, s.c_out, s.h_out * s.w_out, dbias, stream);
+}
+
+void channel_sum(const float* dy, int n, int channels, int plane, float* out, cudaStream_t stream) {
+  if (channels <= 0) return;
+  UNET_LAUNCH(channel_sum_kernel, dim3(static_cast<unsigned>(channels)), dim3(kThreads), 0, stream)(dy, n, channels,
+                                                                                                  plane, out);
+  check_launch(__FILE__, __LINE__);
 }
 
 }  // namespace unet::UNET_CUDA_NS

@@ -200,28 +200,6 @@ __global__ void backward_filter_kernel(const Shape s, const float* __restrict__ 
   if (tid < taps) dw[static_cast<long long>(pair) * khw + tap0 + tid] = partial[tid][0];
 }
 
-// dbias[ch] = sum over images and pixels of dy[img, ch, :], as in conv.cu.
-__global__ void channel_sum_kernel(const float* __restrict__ dy, int n, int channels, int plane,
-                                   float* __restrict__ out) {
-  __shared__ float partial[kThreads];
-  const int tid = static_cast<int>(threadIdx.x);
-  const int ch = static_cast<int>(blockIdx.x);
-  float total = 0.0f;
-  for (int img = 0; img < n; ++img) {
-    const float* src = dy + (static_cast<long long>(img) * channels + ch) * plane;
-    float sum = 0.0f;
-    for (int i = tid; i < plane; i += kThreads) sum += src[i];
-    total += sum;
-  }
-  partial[tid] = total;
-  __syncthreads();
-  for (int width = kThreads / 2; width > 0; width /= 2) {
-    if (tid < width) partial[tid] += partial[tid + width];
-    __syncthreads();
-  }
-  if (tid == 0) out[ch] = partial[0];
-}
-
 }  // namespace
 
 void conv_transpose2d_forward(const ConvTranspose2dShape& s, const float* x, const float* w,
@@ -258,11 +236,7 @@ void conv_transpose2d_backward_filter(const ConvTranspose2dShape& s, const float
     UNET_LAUNCH(backward_filter_kernel, grid, dim3(kThreads), 0, stream)(shape_of(s), x, dy, dw);
     check_launch(__FILE__, __LINE__);
   }
-  if (dbias && s.c_out > 0) {
-    UNET_LAUNCH(channel_sum_kernel, dim3(static_cast<unsigned>(s.c_out)), dim3(kThreads), 0,
-                stream)(dy, s.n, s.c_out, s.h_out * s.w_out, dbias);
-    check_launch(__FILE__, __LINE__);
-  }
+  if (dbias) channel_sum(dy, s.n, s.c_out, s.h_out * s.w_out, dbias, stream);
 }
 
 }  // namespace unet::UNET_CUDA_NS

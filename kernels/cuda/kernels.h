@@ -31,6 +31,9 @@ void conv2d_backward_data(const Conv2dShape& s, const float* dy, const float* w,
                           cudaStream_t stream);
 void conv2d_backward_filter(const Conv2dShape& s, const float* x, const float* dy, float* dw,
                             float* dbias, cudaStream_t stream);
+// out[c] = sum of dy[img, c, :] over images and pixels: the bias gradient of conv2d and
+// conv_transpose2d. One block per channel, a fixed summation order.
+void channel_sum(const float* dy, int n, int channels, int plane, float* out, cudaStream_t stream);
 
 // conv_transpose.cu: gather kernels, one thread per output element, no atomics.
 void conv_transpose2d_forward(const ConvTranspose2dShape& s, const float* x, const float* w,
