@@ -59,10 +59,6 @@ void run_cpu(benchmark::State& state, const KernelCall& call, const Peak& peak) 
   set_counters(state, call, total, peak);
 }
 
-bool is_conv(Kernel k) {
-  return k == Kernel::Conv2dForward || k == Kernel::Conv2dBackwardData || k == Kernel::Conv2dBackwardFilter;
-}
-
 // e.g. "cpu/conv2d_forward/ref:6x3x240x240->6x16x240x240_k3_s1_+bias" (no spaces: easy to filter).
 std::string case_name(const std::string& device, const KernelCase& c) {
   std::string shape;
@@ -75,6 +71,10 @@ std::string case_name(const std::string& device, const KernelCase& c) {
 }
 
 #if defined(UNET_HAVE_CUDA)
+bool is_conv(Kernel k) {
+  return k == Kernel::Conv2dForward || k == Kernel::Conv2dBackwardData || k == Kernel::Conv2dBackwardFilter;
+}
+
 void run_cuda(benchmark::State& state, const KernelCall& call, bool cudnn, const Peak& peak) {
   engine_options().cudnn = cudnn;
   Backend& gpu_backend = backend(Device::CUDA);
