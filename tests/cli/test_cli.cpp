@@ -29,7 +29,7 @@ TEST_CASE("unet summary describes the reference model", "[cli]") {
   CHECK_THAT(r.output, Catch::Contains("Forward: 5.6"));
 }
 
-TEST_CASE("every command has --help; misuse exits 2 with the reason", "[cli]") {
+TEST_CASE("every command has --help, misuse exits 2 with the reason", "[cli]") {
   for (const char* command : {"summary", "synth", "train", "eval", "predict", "profile"}) {
     const Result r = run(std::string(command) + " --help");
     CHECK(r.exit_code == 0);
@@ -56,7 +56,7 @@ TEST_CASE("unet train --device cuda without a usable GPU fails with a one-line r
   CHECK(std::count(r.output.begin(), r.output.end(), '\n') == 1);
 }
 
-TEST_CASE("train leaves a run folder whose checkpoint summary reads back; broken ones are named", "[cli]") {
+TEST_CASE("train leaves a run folder whose checkpoint summary reads back, broken ones are named", "[cli]") {
   TempDir dir("unet-cli-test");
   const std::string run_dir = dir.file("run"), ckpt = run_dir + "/best.ckpt";
   const Result trained = run("train --device cpu --data phantom:3 --epochs 2 --batch 2 --size 32 --base-filters 4 --depth 2 --out " + run_dir);

@@ -89,7 +89,7 @@ TEST_CASE("cuda adam: one launch updates every tensor like the CPU", "[cuda][ada
   check(a);
 }
 
-TEST_CASE("cuda adam: the step count starts at 1; an empty table is a no-op", "[cuda][adam]") {
+TEST_CASE("cuda adam: the step count starts at 1, an empty table is a no-op", "[cuda][adam]") {
   UNET_REQUIRE_GPU();
   AdamParams a;
   a.step = 0;

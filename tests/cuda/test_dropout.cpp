@@ -74,7 +74,7 @@ TEST_CASE("cuda dropout: offsets and sizes that split Philox counters", "[cuda][
   check(7 * 5 * 2, 0.5f, uint64_t(1) << 40, (uint64_t(1) << 33) + 3);  // counters past 32 bits
 }
 
-TEST_CASE("cuda dropout: p = 0 keeps everything; p outside 0 <= p < 1 throws", "[cuda][dropout]") {
+TEST_CASE("cuda dropout: p = 0 keeps everything, p outside 0 <= p < 1 throws", "[cuda][dropout]") {
   UNET_REQUIRE_GPU();
   check(1001, 0.0f, 5, 3);
   DeviceBuffer<float> d(4);

@@ -99,7 +99,7 @@ TEST_CASE("loader: batch layout NCHW and N1HW, last batch smaller or dropped", "
   CHECK(epoch(dropping, 0).size() == 2);
 }
 
-TEST_CASE("loader: same seed, same batches; each epoch a new order; resumable", "[data][loader]") {
+TEST_CASE("loader: same seed, same batches, each epoch a new order, resumable", "[data][loader]") {
   const std::vector<Sample> samples = dataset(13);
   LoaderOptions options;
   options.batch_size = 3;

@@ -79,7 +79,7 @@ TEST_CASE("split: sizes at the edges", "[data][split]") {
   CHECK_THROWS_AS(split_by_patient(dataset(5), -0.1), std::invalid_argument);
 }
 
-TEST_CASE("split: write_split and read_split round trip; bad files are errors", "[data][split]") {
+TEST_CASE("split: write_split and read_split round trip, bad files are errors", "[data][split]") {
   TempDir dir;
   const std::vector<Sample> samples = dataset(7);
   const Split split = split_by_patient(samples, 0.2, 3);

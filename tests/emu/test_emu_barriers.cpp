@@ -110,7 +110,7 @@ TEST_CASE("emu: a thread that returns while others wait at __syncthreads is repo
   }
 }
 
-TEST_CASE("emu: an exception thrown by kernel code ends the launch; suspended threads unwind",
+TEST_CASE("emu: an exception thrown by kernel code ends the launch, suspended threads unwind",
           "[emu]") {
   OrderScope scope(ThreadOrder::Forward);
   const int blocks = 3, threads = 64;

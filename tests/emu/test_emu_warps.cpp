@@ -57,7 +57,7 @@ TEST_CASE("emu: shuffles down/up/xor/idx with widths 1 to 32", "[emu]") {
   }
 }
 
-TEST_CASE("emu: ballot, any and all; a partial last warp votes with its existing lanes", "[emu]") {
+TEST_CASE("emu: ballot, any and all, a partial last warp votes with its existing lanes", "[emu]") {
   const int threads = 80;  // warps of 32, 32 and 16 lanes
   std::vector<int> pred(threads);
   for (int i = 0; i < 32; ++i) pred[i] = i % 3 == 0 ? 7 : 0;  // mixed, non-0/1 truth values

@@ -69,7 +69,7 @@ TEST_CASE("dropout: kept fraction is close to 1 - p", "[dropout]") {
   }
 }
 
-TEST_CASE("dropout: same seed and offset reproduce the mask; another seed does not", "[dropout]") {
+TEST_CASE("dropout: same seed and offset reproduce the mask, another seed does not", "[dropout]") {
   const auto a = mask_of(kCount, 0.5f, 42, 100), b = mask_of(kCount, 0.5f, 42, 100);
   CHECK(a == b);
   const auto c = mask_of(kCount, 0.5f, 43, 100);
@@ -99,7 +99,7 @@ TEST_CASE("dropout: identical with 1 and 2 threads", "[dropout][determinism]") {
   CHECK(one.y == two.y);
 }
 
-TEST_CASE("dropout: p = 0 copies and keeps everything; p outside 0 <= p < 1 throws", "[dropout]") {
+TEST_CASE("dropout: p = 0 copies and keeps everything, p outside 0 <= p < 1 throws", "[dropout]") {
   const auto x = random_vector<float>(1001, 3);
   const Dropped<float> d = drop(x, 0.0f, 1, 0);
   CHECK(d.y == x);

@@ -94,7 +94,7 @@ TEST_CASE("sum: bitwise identical with 1 and 2 threads", "[elementwise][determin
   CHECK(std::memcmp(&one, &two, sizeof(double)) == 0);
 }
 
-TEST_CASE("relu: literal forward values; NaN propagates", "[elementwise]") {
+TEST_CASE("relu: literal forward values, NaN propagates", "[elementwise]") {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const std::vector<float> x = {-1.5f, 0.0f, 2.5f, nan};
   std::vector<float> y(4);

@@ -90,7 +90,7 @@ TEST_CASE("maxpool: hand-worked 4x4 with a tie", "[pool]") {
                                  0, 0, 0, 0});
 }
 
-TEST_CASE("maxpool: a NaN wins its window; odd edges are dropped", "[pool]") {
+TEST_CASE("maxpool: a NaN wins its window, odd edges are dropped", "[pool]") {
   const float nan = std::numeric_limits<float>::quiet_NaN(), inf = INFINITY;
   const Pool2dShape s{1, 1, 3, 7};  // row 2 and column 6 are dropped
   const std::vector<float> x = {1,   nan, nan, 9,   -inf, -inf, 100,  //
