@@ -36,14 +36,9 @@ std::pair<Tensor, Tensor> phantom_batch(const Setup& setup, int batch, Device de
   PhantomOptions po;
   po.size = setup.size;
   po.channels = setup.config.in_channels;
-  std::vector<float> image, mask;
-  for (int i = 0; i < batch; ++i) {
-    const PhantomSlice s = make_phantom_slice(po, 1, uint64_t(i), 16);
-    image.insert(image.end(), s.image.begin(), s.image.end());
-    mask.insert(mask.end(), s.mask.begin(), s.mask.end());
-  }
-  return {Tensor::from_vector({batch, setup.config.in_channels, setup.size, setup.size}, image, device),
-          Tensor::from_vector({batch, 1, setup.size, setup.size}, mask, device)};
+  const PhantomBatch data = make_phantom_batch(po, 1, batch);
+  return {Tensor::from_vector({batch, setup.config.in_channels, setup.size, setup.size}, data.image, device),
+          Tensor::from_vector({batch, 1, setup.size, setup.size}, data.mask, device)};
 }
 
 // Times `work` per iteration (it must wait for its results), after one untimed warm-up run that

@@ -54,6 +54,16 @@ double triad_gbps(std::vector<float>& a, const std::vector<float>& b, const std:
   return 3.0 * sizeof(float) * double(n) / seconds_since(start) / 1e9;
 }
 
+int int_flag(const std::string& flag, const char* value) {
+  try {
+    std::size_t used = 0;
+    const int v = std::stoi(value, &used);
+    if (value[used] == '\0') return v;
+  } catch (const std::exception&) {
+  }
+  throw std::invalid_argument(flag + ": expected an integer, got '" + value + "'");
+}
+
 }  // namespace
 
 Peak probe_cpu_peak() {
@@ -87,13 +97,13 @@ Flags take_flags(int* argc, char** argv) {
       return arg.compare(0, len, name) == 0 ? argv[i] + len : nullptr;
     };
     if (const char* v = value("--threads=")) {
-      f.threads = std::stoi(v);
+      f.threads = int_flag("--threads", v);
     } else if (const char* v2 = value("--size=")) {
-      f.size = std::stoi(v2);
+      f.size = int_flag("--size", v2);
     } else if (const char* v3 = value("--batches=")) {
       f.batches.clear();
       std::stringstream list(v3);
-      for (std::string item; std::getline(list, item, ',');) f.batches.push_back(std::stoi(item));
+      for (std::string item; std::getline(list, item, ',');) f.batches.push_back(int_flag("--batches", item.c_str()));
     } else if (arg == "--tiny") {
       f.tiny = true;
     } else {

@@ -28,20 +28,6 @@ double ms_since(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
-// One batch of phantom slices (a tumour in most), the same every step.
-std::pair<std::vector<float>, std::vector<float>> phantom_batch(int batch, int size, int channels, uint64_t seed) {
-  PhantomOptions po;
-  po.size = size;
-  po.channels = channels;
-  std::vector<float> image, mask;
-  for (int i = 0; i < batch; ++i) {
-    const PhantomSlice s = make_phantom_slice(po, seed, uint64_t(i), 16);
-    image.insert(image.end(), s.image.begin(), s.image.end());
-    mask.insert(mask.end(), s.mask.begin(), s.mask.end());
-  }
-  return {image, mask};
-}
-
 void print_table(const std::vector<ProfileRow>& rows, double step_ms, int steps) {
   const double wall = step_ms * steps;
   std::printf("\n%-34s %7s %11s %7s %9s %9s %8s\n", "kernel", "calls", "total ms", "share", "ms/step", "GFLOP/s", "GB/s");
@@ -98,10 +84,14 @@ int run_profile(int argc, char** argv) {
   AdamOptions ao;
   ao.lr = args.get_float("lr");
   Adam adam(model.named_parameters(), ao);
-  const auto [image, mask] = phantom_batch(batch, size, config.in_channels, seed);
+  PhantomOptions po;
+  po.size = size;
+  po.channels = config.in_channels;
+  const PhantomBatch data = make_phantom_batch(po, seed, batch);  // a tumour in most slices
+
   auto step = [&] {
-    const Tensor x = Tensor::from_vector({batch, config.in_channels, size, size}, image, device);
-    const Tensor y = Tensor::from_vector({batch, 1, size, size}, mask, device);
+    const Tensor x = Tensor::from_vector({batch, config.in_channels, size, size}, data.image, device);
+    const Tensor y = Tensor::from_vector({batch, 1, size, size}, data.mask, device);
     const double loss = train_step(model, adam, loss_kind, x, y).item();
     if (!std::isfinite(loss)) throw std::runtime_error("training diverged: the loss is " + std::to_string(loss));
   };

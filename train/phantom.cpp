@@ -716,4 +716,14 @@ PhantomSlice make_phantom_slice(const PhantomOptions& options, uint64_t seed, ui
   return out;
 }
 
+PhantomBatch make_phantom_batch(const PhantomOptions& options, uint64_t seed, int count) {
+  PhantomBatch batch;
+  for (int i = 0; i < count; ++i) {
+    const PhantomSlice s = make_phantom_slice(options, seed, uint64_t(i), 16);
+    batch.image.insert(batch.image.end(), s.image.begin(), s.image.end());
+    batch.mask.insert(batch.mask.end(), s.mask.begin(), s.mask.end());
+  }
+  return batch;
+}
+
 }  // namespace unet

@@ -91,4 +91,11 @@ struct PhantomSlice {
 PhantomSlice make_phantom_slice(const PhantomOptions& options, uint64_t seed, uint64_t patient,
                                 int index);
 
+// A fixed batch for profiling and benchmarks: the middle slice (index 16) of patients 0..count-1,
+// images concatenated as count x channels x size x size and masks as count x size x size.
+struct PhantomBatch {
+  std::vector<float> image, mask;
+};
+PhantomBatch make_phantom_batch(const PhantomOptions& options, uint64_t seed, int count);
+
 }  // namespace unet
