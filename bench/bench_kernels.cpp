@@ -1,4 +1,4 @@
-// Google Benchmark figures for every kernel, forward and backward, on the shapes the reference
+// Google Benchmark figures for every kernel (every CPU variant of it), forward and backward, on the shapes the reference
 // model really runs (batch 6, 240x240, each distinct shape once: bench/kernel_cases.h) and on one
 // small shape per kernel. CPU kernels always; CUDA kernels (handwritten, and cuDNN for
 // convolutions) when a GPU is present.
@@ -23,6 +23,7 @@
 #include "bench/kernel_cases.h"
 #include "bench/machine.h"
 #include "engine/options.h"
+#include "kernels/cpu/variants.h"
 #if defined(UNET_HAVE_CUDA)
 #include "bench/gpu.h"
 #endif
@@ -44,7 +45,9 @@ void set_counters(benchmark::State& state, const KernelCall& call, double second
   state.counters["bytes"] = c.bytes;
 }
 
-void run_cpu(benchmark::State& state, const KernelCall& call, const Peak& peak) {
+// Times one CPU variant: it is forced for the benchmark's duration.
+void run_cpu(benchmark::State& state, const KernelCall& call, const cpu::Variant& variant, const Peak& peak) {
+  cpu::force_variant(call.kernel, &variant);
   KernelArgs args(call, backend(Device::CPU), 1);
   args.run();  // first touch of the outputs, outside the timing
   double total = 0;
@@ -56,23 +59,26 @@ void run_cpu(benchmark::State& state, const KernelCall& call, const Peak& peak) 
     state.SetIterationTime(s);
     total += s;
   }
+  cpu::force_variant(call.kernel, nullptr);
   set_counters(state, call, total, peak);
 }
 
-// e.g. "cpu/conv2d_forward/ref:6x3x240x240->6x16x240x240_k3_s1_+bias" (no spaces: easy to filter).
-std::string case_name(const std::string& device, const KernelCase& c) {
+// e.g. "cpu/conv2d_forward:direct_avx2/ref:6x3x240x240->6x16x240x240_k3_s1_+bias" (no spaces: easy
+// to filter); `implementation` is the CPU variant, or "" on a GPU.
+std::string case_name(const std::string& device, const KernelCase& c, const std::string& implementation = "") {
   std::string shape;
   for (char ch : kernels::describe(c.call)) {
     if (ch != ' ') shape += ch;
     else if (shape.back() != '>') shape += '_';
   }
   for (std::size_t at = shape.find("_->"); at != std::string::npos; at = shape.find("_->")) shape.erase(at, 1);
-  return device + "/" + kernels::name(c.call.kernel) + "/" + c.set + ":" + shape;
+  return device + "/" + kernels::name(c.call.kernel) + (implementation.empty() ? "" : ":" + implementation) + "/" +
+         c.set + ":" + shape;
 }
 
 #if defined(UNET_HAVE_CUDA)
 bool is_conv(Kernel k) {
-  return k == Kernel::Conv2dForward || k == Kernel::Conv2dBackwardData || k == Kernel::Conv2dBackwardFilter;
+  return k == Kernel::conv2d_forward || k == Kernel::conv2d_backward_data || k == Kernel::conv2d_backward_filter;
 }
 
 void run_cuda(benchmark::State& state, const KernelCall& call, bool cudnn, const Peak& peak) {
@@ -152,11 +158,16 @@ int main(int argc, char** argv) {
                  omp_get_max_threads(), cpu_peak.gflops, cpu_peak.gbps);
     benchmark::AddCustomContext("cpu_peak_fp32_gflops", std::to_string(cpu_peak.gflops));
     benchmark::AddCustomContext("cpu_peak_bandwidth_gbps", std::to_string(cpu_peak.gbps));
+    // Every CPU variant that runs here and handles the shape, side by side.
     for (const KernelCase& c : cases) {
-      auto* b = benchmark::RegisterBenchmark(case_name("cpu", c).c_str(),
-                                             [call = c.call](benchmark::State& s) { run_cpu(s, call, cpu_peak); });
-      b->UseManualTime()->Unit(benchmark::kMicrosecond);
-      if (flags.tiny) b->Iterations(1);
+      for (const cpu::Variant* v : cpu::variants_of(c.call.kernel)) {
+        if (!v->runs_here() || !v->handles_call(c.call)) continue;
+        auto* b = benchmark::RegisterBenchmark(case_name("cpu", c, v->name).c_str(), [call = c.call, v](benchmark::State& s) {
+          run_cpu(s, call, *v, cpu_peak);
+        });
+        b->UseManualTime()->Unit(benchmark::kMicrosecond);
+        if (flags.tiny) b->Iterations(1);
+      }
     }
     register_cuda(cases, flags.tiny);
   });

@@ -39,99 +39,99 @@ KernelArgs::KernelArgs(const kernels::KernelCall& call, Backend& backend, uint64
   const auto& bn = call.bn;
   const std::size_t c = std::size_t(bn.c), n = call.count;
   switch (call.kernel) {
-    case Kernel::Conv2dForward:
+    case Kernel::conv2d_forward:
       add("x", cv.x_size(), Role::In); add("w", cv.w_size(), Role::In); add("bias", std::size_t(cv.c_out), Role::In);
       add("y", cv.y_size(), Role::Out);
       break;
-    case Kernel::Conv2dBackwardData:
+    case Kernel::conv2d_backward_data:
       add("dy", cv.y_size(), Role::In); add("w", cv.w_size(), Role::In); add("dx", cv.x_size(), Role::Out);
       break;
-    case Kernel::Conv2dBackwardFilter:
+    case Kernel::conv2d_backward_filter:
       add("x", cv.x_size(), Role::In); add("dy", cv.y_size(), Role::In); add("dw", cv.w_size(), Role::Out);
       add("dbias", std::size_t(cv.c_out), Role::Out);
       break;
-    case Kernel::ConvTranspose2dForward:
+    case Kernel::conv_transpose2d_forward:
       add("x", ct.x_size(), Role::In); add("w", ct.w_size(), Role::In); add("bias", std::size_t(ct.c_out), Role::In);
       add("y", ct.y_size(), Role::Out);
       break;
-    case Kernel::ConvTranspose2dBackwardData:
+    case Kernel::conv_transpose2d_backward_data:
       add("dy", ct.y_size(), Role::In); add("w", ct.w_size(), Role::In); add("dx", ct.x_size(), Role::Out);
       break;
-    case Kernel::ConvTranspose2dBackwardFilter:
+    case Kernel::conv_transpose2d_backward_filter:
       add("x", ct.x_size(), Role::In); add("dy", ct.y_size(), Role::In); add("dw", ct.w_size(), Role::Out);
       add("dbias", std::size_t(ct.c_out), Role::Out);
       break;
-    case Kernel::BatchNormForwardTrain:
+    case Kernel::batchnorm_forward_train:
       add("x", bn.size(), Role::In); add("gamma", c, Role::In, Fill::Positive); add("beta", c, Role::In);
       add("running_mean", c, Role::InOut); add("running_var", c, Role::InOut, Fill::Positive);
       add("y", bn.size(), Role::Out); add("save_mean", c, Role::Out); add("save_invstd", c, Role::Out);
       break;
-    case Kernel::BatchNormForwardInfer:
+    case Kernel::batchnorm_forward_infer:
       add("x", bn.size(), Role::In); add("gamma", c, Role::In, Fill::Positive); add("beta", c, Role::In);
       add("running_mean", c, Role::In); add("running_var", c, Role::In, Fill::Positive); add("y", bn.size(), Role::Out);
       break;
-    case Kernel::BatchNormBackwardTrain:
-    case Kernel::BatchNormBackwardInfer:
+    case Kernel::batchnorm_backward_train:
+    case Kernel::batchnorm_backward_infer:
       add("dy", bn.size(), Role::In); add("x", bn.size(), Role::In); add("y", bn.size(), Role::In);
       add("gamma", c, Role::In, Fill::Positive); add("mean", c, Role::In); add("var_or_invstd", c, Role::In, Fill::Positive);
       add("dx", bn.size(), Role::Out); add("dgamma", c, Role::Out); add("dbeta", c, Role::Out);
       break;
-    case Kernel::MaxPoolForward:
+    case Kernel::maxpool2x2_forward:
       add("x", call.pool.x_size(), Role::In); add("y", call.pool.y_size(), Role::Out);
       add("argmax", call.pool.y_size(), Role::Out, Fill::Zero, true);
       break;
-    case Kernel::MaxPoolBackward:
+    case Kernel::maxpool2x2_backward:
       add("dy", call.pool.y_size(), Role::In); add("argmax", call.pool.y_size(), Role::In, Fill::Argmax, true);
       add("dx", call.pool.x_size(), Role::Out);
       break;
-    case Kernel::DropoutForward:
+    case Kernel::dropout_forward:
       add("x", n, Role::In); add("y", n, Role::Out); add("mask", n, Role::Out, Fill::Zero, true);
       break;
-    case Kernel::DropoutBackward:
+    case Kernel::dropout_backward:
       add("dy", n, Role::In); add("mask", n, Role::In, Fill::Binary, true); add("dx", n, Role::Out);
       break;
-    case Kernel::ConcatChannels:
+    case Kernel::concat_channels:
       add("a", call.concat.a_size(), Role::In); add("b", call.concat.b_size(), Role::In);
       add("out", call.concat.out_size(), Role::Out);
       break;
-    case Kernel::SplitChannels:
+    case Kernel::split_channels:
       add("in", call.concat.out_size(), Role::In); add("a", call.concat.a_size(), Role::Out);
       add("b", call.concat.b_size(), Role::Out);
       break;
-    case Kernel::Fill: add("y", n, Role::Out); break;
-    case Kernel::Add:
-    case Kernel::Mul: add("a", n, Role::In); add("b", n, Role::In); add("y", n, Role::Out); break;
-    case Kernel::Scale: add("a", n, Role::In); add("y", n, Role::Out); break;
-    case Kernel::ScaleBy: add("a", n, Role::In); add("s", 1, Role::In); add("y", n, Role::Out); break;
-    case Kernel::Accumulate: add("a", n, Role::In); add("y", n, Role::InOut); break;
-    case Kernel::ReluForward:
-    case Kernel::SigmoidForward: add("x", n, Role::In); add("y", n, Role::Out); break;
-    case Kernel::ReluBackward:
-    case Kernel::SigmoidBackward:
+    case Kernel::fill: add("y", n, Role::Out); break;
+    case Kernel::add:
+    case Kernel::mul: add("a", n, Role::In); add("b", n, Role::In); add("y", n, Role::Out); break;
+    case Kernel::scale: add("a", n, Role::In); add("y", n, Role::Out); break;
+    case Kernel::scale_by: add("a", n, Role::In); add("s", 1, Role::In); add("y", n, Role::Out); break;
+    case Kernel::accumulate: add("a", n, Role::In); add("y", n, Role::InOut); break;
+    case Kernel::relu_forward:
+    case Kernel::sigmoid_forward: add("x", n, Role::In); add("y", n, Role::Out); break;
+    case Kernel::relu_backward:
+    case Kernel::sigmoid_backward:
       add("dy", n, Role::In); add("y", n, Role::In, Fill::Probability); add("dx", n, Role::Out);
       break;
-    case Kernel::Sum: add("x", n, Role::In); add("out", 1, Role::Out); break;
-    case Kernel::LossForward:
-    case Kernel::LossBackward: {
+    case Kernel::sum: add("x", n, Role::In); add("out", 1, Role::Out); break;
+    case Kernel::loss_forward:
+    case Kernel::loss_backward: {
       add("input", n, Role::In, takes_probabilities(call.loss) ? Fill::Probability : Fill::Uniform);
       add("target", n, Role::In, Fill::Binary);
-      if (call.kernel == Kernel::LossForward) {
+      if (call.kernel == Kernel::loss_forward) {
         add("out", 1, Role::Out);
       } else {
         add("dloss", 1, Role::In, Fill::Positive); add("dinput", n, Role::Out);
       }
       break;
     }
-    case Kernel::AdamUpdate:
+    case Kernel::adam_update:
       for (std::size_t t = 0; t < call.tensors.size(); ++t) {
         const std::string i = std::to_string(t);
         add("param" + i, call.tensors[t], Role::InOut); add("grad" + i, call.tensors[t], Role::In);
         add("m" + i, call.tensors[t], Role::InOut); add("v" + i, call.tensors[t], Role::InOut, Fill::Positive);
       }
       break;
-    case Kernel::CopyToDevice:
-    case Kernel::CopyToHost:
-    case Kernel::CopyOnDevice:
+    case Kernel::copy_from_host:
+    case Kernel::copy_to_host:
+    case Kernel::copy:
       add("src", n, Role::In, Fill::Uniform, true); add("dst", n, Role::Out, Fill::Zero, true);
       break;
   }
@@ -179,50 +179,50 @@ void KernelArgs::run() {
   Backend& b = backend_;
   const kernels::KernelCall& k = call_;
   switch (k.kernel) {
-    case Kernel::Conv2dForward: return b.conv2d_forward(k.conv, f(0), f(1), k.has_bias ? f(2) : nullptr, f(3));
-    case Kernel::Conv2dBackwardData: return b.conv2d_backward_data(k.conv, f(0), f(1), f(2));
-    case Kernel::Conv2dBackwardFilter: return b.conv2d_backward_filter(k.conv, f(0), f(1), f(2), k.has_bias ? f(3) : nullptr);
-    case Kernel::ConvTranspose2dForward:
+    case Kernel::conv2d_forward: return b.conv2d_forward(k.conv, f(0), f(1), k.has_bias ? f(2) : nullptr, f(3));
+    case Kernel::conv2d_backward_data: return b.conv2d_backward_data(k.conv, f(0), f(1), f(2));
+    case Kernel::conv2d_backward_filter: return b.conv2d_backward_filter(k.conv, f(0), f(1), f(2), k.has_bias ? f(3) : nullptr);
+    case Kernel::conv_transpose2d_forward:
       return b.conv_transpose2d_forward(k.conv_t, f(0), f(1), k.has_bias ? f(2) : nullptr, f(3));
-    case Kernel::ConvTranspose2dBackwardData: return b.conv_transpose2d_backward_data(k.conv_t, f(0), f(1), f(2));
-    case Kernel::ConvTranspose2dBackwardFilter:
+    case Kernel::conv_transpose2d_backward_data: return b.conv_transpose2d_backward_data(k.conv_t, f(0), f(1), f(2));
+    case Kernel::conv_transpose2d_backward_filter:
       return b.conv_transpose2d_backward_filter(k.conv_t, f(0), f(1), f(2), k.has_bias ? f(3) : nullptr);
-    case Kernel::BatchNormForwardTrain:
+    case Kernel::batchnorm_forward_train:
       return b.batchnorm_forward_train(k.bn, f(0), f(1), f(2), kEps, kMomentum, f(3), f(4), f(5), f(6), f(7), k.relu);
-    case Kernel::BatchNormForwardInfer: return b.batchnorm_forward_infer(k.bn, f(0), f(1), f(2), f(3), f(4), kEps, f(5), k.relu);
-    case Kernel::BatchNormBackwardTrain:
+    case Kernel::batchnorm_forward_infer: return b.batchnorm_forward_infer(k.bn, f(0), f(1), f(2), f(3), f(4), kEps, f(5), k.relu);
+    case Kernel::batchnorm_backward_train:
       return b.batchnorm_backward_train(k.bn, f(0), f(1), f(2), f(3), f(4), f(5), f(6), f(7), f(8), k.relu);
-    case Kernel::BatchNormBackwardInfer:
+    case Kernel::batchnorm_backward_infer:
       return b.batchnorm_backward_infer(k.bn, f(0), f(1), f(2), f(3), f(4), f(5), kEps, f(6), f(7), f(8), k.relu);
-    case Kernel::MaxPoolForward: return b.maxpool2x2_forward(k.pool, f(0), f(1), u8(2));
-    case Kernel::MaxPoolBackward: return b.maxpool2x2_backward(k.pool, f(0), u8(1), f(2));
-    case Kernel::DropoutForward: return b.dropout_forward(k.count, kDropout, 1, 0, f(0), f(1), u8(2));
-    case Kernel::DropoutBackward: return b.dropout_backward(k.count, kDropout, f(0), u8(1), f(2));
-    case Kernel::ConcatChannels: return b.concat_channels(k.concat, f(0), f(1), f(2));
-    case Kernel::SplitChannels: return b.split_channels(k.concat, f(0), f(1), f(2));
-    case Kernel::Fill: return b.fill(k.count, 0.5f, f(0));
-    case Kernel::Add: return b.add(k.count, f(0), f(1), f(2));
-    case Kernel::Mul: return b.mul(k.count, f(0), f(1), f(2));
-    case Kernel::Scale: return b.scale(k.count, f(0), 0.5f, f(1));
-    case Kernel::ScaleBy: return b.scale_by(k.count, f(0), f(1), f(2));
-    case Kernel::Accumulate: return b.accumulate(k.count, f(0), f(1));
-    case Kernel::ReluForward: return b.relu_forward(k.count, f(0), f(1));
-    case Kernel::ReluBackward: return b.relu_backward(k.count, f(0), f(1), f(2));
-    case Kernel::SigmoidForward: return b.sigmoid_forward(k.count, f(0), f(1));
-    case Kernel::SigmoidBackward: return b.sigmoid_backward(k.count, f(0), f(1), f(2));
-    case Kernel::Sum: return b.sum(k.count, f(0), f(1));
-    case Kernel::LossForward: return b.loss_forward(k.loss, k.count, f(0), f(1), kSmooth, f(2));
-    case Kernel::LossBackward: return b.loss_backward(k.loss, k.count, f(0), f(1), kSmooth, f(2), f(3));
-    case Kernel::AdamUpdate: {
+    case Kernel::maxpool2x2_forward: return b.maxpool2x2_forward(k.pool, f(0), f(1), u8(2));
+    case Kernel::maxpool2x2_backward: return b.maxpool2x2_backward(k.pool, f(0), u8(1), f(2));
+    case Kernel::dropout_forward: return b.dropout_forward(k.count, kDropout, 1, 0, f(0), f(1), u8(2));
+    case Kernel::dropout_backward: return b.dropout_backward(k.count, kDropout, f(0), u8(1), f(2));
+    case Kernel::concat_channels: return b.concat_channels(k.concat, f(0), f(1), f(2));
+    case Kernel::split_channels: return b.split_channels(k.concat, f(0), f(1), f(2));
+    case Kernel::fill: return b.fill(k.count, 0.5f, f(0));
+    case Kernel::add: return b.add(k.count, f(0), f(1), f(2));
+    case Kernel::mul: return b.mul(k.count, f(0), f(1), f(2));
+    case Kernel::scale: return b.scale(k.count, f(0), 0.5f, f(1));
+    case Kernel::scale_by: return b.scale_by(k.count, f(0), f(1), f(2));
+    case Kernel::accumulate: return b.accumulate(k.count, f(0), f(1));
+    case Kernel::relu_forward: return b.relu_forward(k.count, f(0), f(1));
+    case Kernel::relu_backward: return b.relu_backward(k.count, f(0), f(1), f(2));
+    case Kernel::sigmoid_forward: return b.sigmoid_forward(k.count, f(0), f(1));
+    case Kernel::sigmoid_backward: return b.sigmoid_backward(k.count, f(0), f(1), f(2));
+    case Kernel::sum: return b.sum(k.count, f(0), f(1));
+    case Kernel::loss_forward: return b.loss_forward(k.loss, k.count, f(0), f(1), kSmooth, f(2));
+    case Kernel::loss_backward: return b.loss_backward(k.loss, k.count, f(0), f(1), kSmooth, f(2), f(3));
+    case Kernel::adam_update: {
       std::vector<AdamTensor> tensors;
       for (std::size_t t = 0; t < k.tensors.size(); ++t) {
         tensors.push_back({f(4 * t), f(4 * t + 1), f(4 * t + 2), f(4 * t + 3), k.tensors[t]});
       }
       return b.adam_update(AdamParams{}, tensors);
     }
-    case Kernel::CopyToDevice:
-    case Kernel::CopyToHost:
-    case Kernel::CopyOnDevice: return b.copy(operands_[1].device, operands_[0].device, k.count);
+    case Kernel::copy_from_host:
+    case Kernel::copy_to_host:
+    case Kernel::copy: return b.copy(operands_[1].device, operands_[0].device, k.count);
   }
 }
 

@@ -32,24 +32,24 @@ KernelCall elementwise(Kernel kernel, std::size_t count) {
 // on every BN shape.
 void add_missing(std::vector<KernelCall>& calls, std::size_t largest, std::size_t output) {
   const std::vector<KernelCall> recorded = calls;
-  for (Kernel k : {Kernel::Mul, Kernel::Scale, Kernel::ScaleBy, Kernel::Accumulate, Kernel::ReluForward,
-                   Kernel::ReluBackward, Kernel::Sum, Kernel::Add, Kernel::Fill, Kernel::SigmoidForward,
-                   Kernel::SigmoidBackward, Kernel::CopyOnDevice}) {
+  for (Kernel k : {Kernel::mul, Kernel::scale, Kernel::scale_by, Kernel::accumulate, Kernel::relu_forward,
+                   Kernel::relu_backward, Kernel::sum, Kernel::add, Kernel::fill, Kernel::sigmoid_forward,
+                   Kernel::sigmoid_backward, Kernel::copy}) {
     if (has(recorded, k)) continue;
-    for (std::size_t n : {largest, output}) calls.push_back(elementwise(k, k == Kernel::CopyOnDevice ? n * sizeof(float) : n));
+    for (std::size_t n : {largest, output}) calls.push_back(elementwise(k, k == Kernel::copy ? n * sizeof(float) : n));
   }
-  for (Kernel k : {Kernel::LossForward, Kernel::LossBackward}) {
+  for (Kernel k : {Kernel::loss_forward, Kernel::loss_backward}) {
     for (LossKind loss : {LossKind::MSE, LossKind::BCE, LossKind::Dice, LossKind::BCEDice, LossKind::NegLogIoU}) {
       KernelCall c = elementwise(k, output);
       c.loss = loss;
       calls.push_back(c);
     }
   }
-  if (!has(recorded, Kernel::BatchNormBackwardInfer)) {
+  if (!has(recorded, Kernel::batchnorm_backward_infer)) {
     for (const KernelCall& c : recorded) {
-      if (c.kernel != Kernel::BatchNormBackwardTrain) continue;
+      if (c.kernel != Kernel::batchnorm_backward_train) continue;
       KernelCall infer = c;
-      infer.kernel = Kernel::BatchNormBackwardInfer;
+      infer.kernel = Kernel::batchnorm_backward_infer;
       calls.push_back(infer);
     }
   }
@@ -60,7 +60,7 @@ std::vector<KernelCall> distinct(const std::vector<KernelCall>& calls) {
   std::set<std::string> seen;
   for (const KernelCall& c : calls) {
     // Copies to and from the host measure the bus, not a kernel; the device copy stands for them.
-    if (c.kernel == Kernel::CopyToDevice || c.kernel == Kernel::CopyToHost) continue;
+    if (c.kernel == Kernel::copy_from_host || c.kernel == Kernel::copy_to_host) continue;
     if (seen.insert(std::string(kernels::name(c.kernel)) + " " + kernels::describe(c)).second) out.push_back(c);
   }
   return out;
@@ -97,7 +97,7 @@ std::vector<KernelCase> kernel_cases(const UNetConfig& config, int batch, int si
   std::set<std::string> seen;
   for (const KernelCall& c : model_calls(config, 1, small_size)) {
     std::string key = kernels::name(c.kernel);
-    if (c.kernel == Kernel::LossForward || c.kernel == Kernel::LossBackward) key += to_string(c.loss);
+    if (c.kernel == Kernel::loss_forward || c.kernel == Kernel::loss_backward) key += to_string(c.loss);
     if (seen.insert(key).second) cases.push_back({"small", c});
   }
   return cases;

@@ -9,33 +9,28 @@
 #include <string>
 #include <vector>
 
+#include "kernels/primitives.h"
 #include "kernels/shapes.h"
 
 namespace unet::kernels {
 
-enum class Kernel {
-  Conv2dForward, Conv2dBackwardData, Conv2dBackwardFilter,
-  ConvTranspose2dForward, ConvTranspose2dBackwardData, ConvTranspose2dBackwardFilter,
-  BatchNormForwardTrain, BatchNormForwardInfer, BatchNormBackwardTrain, BatchNormBackwardInfer,
-  MaxPoolForward, MaxPoolBackward,
-  DropoutForward, DropoutBackward,
-  ConcatChannels, SplitChannels,
-  Fill, Add, Mul, Scale, ScaleBy, Accumulate,
-  ReluForward, ReluBackward, SigmoidForward, SigmoidBackward,
-  Sum, LossForward, LossBackward,
-  AdamUpdate,
-  CopyToDevice, CopyToHost, CopyOnDevice,
-};
-inline constexpr int kKernelCount = int(Kernel::CopyOnDevice) + 1;
+#define UNET_KERNEL_ENUMERATOR(name, params, args, call) name,
+enum class Kernel { UNET_PRIMITIVES(UNET_KERNEL_ENUMERATOR) };
+#undef UNET_KERNEL_ENUMERATOR
+#define UNET_KERNEL_COUNT(name, params, args, call) +1
+inline constexpr int kKernelCount = 0 UNET_PRIMITIVES(UNET_KERNEL_COUNT);
+#undef UNET_KERNEL_COUNT
 
 // "mse", "bce", "dice", "bce_dice", "neg_log_iou".
 std::string to_string(LossKind kind);
 
-// "conv2d_forward", "batchnorm_backward_train", ... (the Backend method's name).
+// "conv2d_forward", "batchnorm_backward_train", ...: the enumerator's and the Backend method's name.
 const char* name(Kernel kernel);
+// The kernel of that name; false when there is none.
+bool kernel_named(const std::string& name, Kernel* kernel);
 
 struct KernelCall {
-  Kernel kernel = Kernel::Fill;
+  Kernel kernel = Kernel::fill;
   Conv2dShape conv;                  // Conv2d*
   ConvTranspose2dShape conv_t;       // ConvTranspose2d*
   BatchNormShape bn;                 // BatchNorm*
@@ -47,6 +42,17 @@ struct KernelCall {
   LossKind loss = LossKind::MSE;     // Loss*
   std::vector<std::size_t> tensors;  // AdamUpdate: the element count of each parameter array
 };
+
+// The call's description from the arguments a primitive receives (the last column of
+// UNET_PRIMITIVES).
+KernelCall make_call(Kernel kernel, std::size_t count);
+KernelCall make_call(Kernel kernel, const Conv2dShape& s, bool bias);
+KernelCall make_call(Kernel kernel, const ConvTranspose2dShape& s, bool bias);
+KernelCall make_call(Kernel kernel, const BatchNormShape& s, bool relu);
+KernelCall make_call(Kernel kernel, const Pool2dShape& s);
+KernelCall make_call(Kernel kernel, const ConcatShape& s);
+KernelCall make_call(Kernel kernel, LossKind loss, std::size_t count);
+KernelCall make_call(Kernel kernel, const std::vector<AdamTensor>& tensors);
 
 struct Cost {
   double flops = 0;  // floating-point operations; a multiply-add counts 2

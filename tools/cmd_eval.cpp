@@ -11,6 +11,7 @@
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "tools/inference.h"
+#include "tools/model_flags.h"
 #include "train/metrics.h"
 #include "train/plot.h"
 #include "train/split.h"
@@ -241,6 +242,7 @@ int run_eval(int argc, char** argv) {
       .option("threads", "n", "0", "CPU threads (0: all cores)")
       .option("out", "dir", "", "write the results here (none: print only)")
       .option("overlays", "n", "8", "overlays of the n slices with the most tumour pixels (with --out)");
+  add_kernels_flag(args);
   if (!args.parse(argc, argv)) return 0;
   for (const char* required : {"checkpoint", "data"})
     if (args.get(required).empty()) throw UsageError(std::string("unet eval: --") + required + " is required");
@@ -254,6 +256,7 @@ int run_eval(int argc, char** argv) {
   if (args.get("split").empty() && args.has("subset") && subset != "all")
     throw UsageError("unet eval: --subset " + subset + " needs --split FILE");
 
+  apply_kernels_flag(args, "eval");
   const Device device = resolve_device(args.get("device"));
   std::unique_ptr<UNet> model = load_model(args.get("checkpoint"), device, args.get_int("size"), "eval");
   const std::vector<Sample> data = load_dataset(args.get("data"), model_data_options(*model, args.get_int("size")));

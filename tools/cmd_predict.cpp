@@ -14,6 +14,7 @@
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "tools/inference.h"
+#include "tools/model_flags.h"
 #include "train/io/image.h"
 #include "train/io/nifti.h"
 #include "train/io/npy.h"
@@ -361,6 +362,7 @@ int run_predict(int argc, char** argv) {
       .option("batch", "n", "8", "slices per forward pass")
       .option("device", "name", "auto", "auto (CUDA when a GPU is usable, else CPU), cpu or cuda")
       .option("threads", "n", "0", "CPU threads (0: all cores)");
+  add_kernels_flag(args);
   if (!args.parse(argc, argv)) return 0;
   for (const char* required : {"checkpoint", "input", "out"})
     if (args.get(required).empty()) throw UsageError(std::string("unet predict: --") + required + " is required");
@@ -375,6 +377,7 @@ int run_predict(int argc, char** argv) {
   if (!volume_input && !fs::is_directory(input) && !is_slice_file(input))
     throw io::FileError(input.string(), "not a .npy, image or NIfTI file");
 
+  apply_kernels_flag(args, "predict");
   const Device device = resolve_device(args.get("device"));
   std::unique_ptr<UNet> model = load_model(args.get("checkpoint"), device, args.get_int("size"), "predict");
   OutputFolder out(args.get("out"));

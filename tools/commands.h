@@ -9,5 +9,6 @@ int run_train(int argc, char** argv);
 int run_eval(int argc, char** argv);
 int run_predict(int argc, char** argv);
 int run_profile(int argc, char** argv);
+int run_kernels(int argc, char** argv);
 
 }  // namespace unet::cli

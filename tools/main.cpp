@@ -22,6 +22,7 @@ constexpr Command kCommands[] = {
     {"eval", "score a checkpoint on a labelled dataset (per image, patient, overall)", unet::cli::run_eval},
     {"predict", "predict tumour masks for slices, images or NIfTI volumes", unet::cli::run_predict},
     {"profile", "time training steps kernel by kernel; write a Chrome trace", unet::cli::run_profile},
+    {"kernels", "list the CPU kernel variants, what each needs, and which one runs", unet::cli::run_kernels},
 };
 
 void print_usage(std::FILE* out) {

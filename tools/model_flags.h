@@ -7,6 +7,7 @@
 
 #include "engine/backend.h"
 #include "engine/options.h"
+#include "kernels/cpu/variants.h"
 #include "models/unet.h"
 #include "tools/args.h"
 
@@ -46,14 +47,31 @@ inline UNetConfig model_config_from(const Args& args) {
   return c;
 }
 
-// --threads, --device and --conv, for the commands that train.
+// --kernels: which CPU kernel variants run (`unet kernels` lists them).
+inline void add_kernels_flag(Args& args) {
+  args.option("kernels", "list", "default",
+              "force CPU kernel variants: 'primitive=variant' or a variant name for every primitive that has it, "
+              "comma-separated (e.g. im2col_gemm, conv2d_forward=direct_avx2); also UNET_KERNELS");
+}
+
+inline void apply_kernels_flag(const Args& args, const std::string& command) {
+  if (args.get("kernels") == "default") return;  // UNET_KERNELS, if set, stays in force
+  try {
+    cpu::force_variants(args.get("kernels"));
+  } catch (const std::invalid_argument& e) {
+    throw UsageError("unet " + command + ": --kernels: " + e.what());
+  }
+}
+
+// --threads, --device, --conv and --kernels, for the commands that train.
 inline void add_device_flags(Args& args) {
   args.option("threads", "n", "0", "CPU threads (0: all cores)")
       .option("device", "name", "auto", "auto (CUDA when a GPU is usable, else CPU), cpu or cuda")
       .option("conv", "impl", "cudnn", "CUDA convolutions: cudnn or handwritten");
+  add_kernels_flag(args);
 }
 
-// Applies --threads and --conv, then resolves --device (which throws its reason when unusable).
+// Applies --threads, --conv and --kernels, then resolves --device (which throws its reason when unusable).
 inline Device device_from(const Args& args, const std::string& command) {
   if (args.get_int("threads") < 0) throw UsageError("unet " + command + ": --threads must be >= 0");
   if (args.get_int("threads") > 0) omp_set_num_threads(args.get_int("threads"));
@@ -61,6 +79,7 @@ inline Device device_from(const Args& args, const std::string& command) {
     throw UsageError("unet " + command + ": --conv must be cudnn or handwritten, got '" + args.get("conv") + "'");
   }
   engine_options().cudnn = args.get("conv") == "cudnn";
+  apply_kernels_flag(args, command);
   return resolve_device(args.get("device"));
 }
 

@@ -33,7 +33,7 @@ struct AdamStep {
   float bc1, bc2;                      // 1 - beta1^t, 1 - beta2^t
 };
 
-__global__ void adam_kernel(const AdamTensor* __restrict__ table, int tensors, AdamStep a) {
+__global__ void adam_update_kernel(const AdamTensor* __restrict__ table, int tensors, AdamStep a) {
   const std::size_t stride = std::size_t(gridDim.x) * blockDim.x;
   for (int k = int(blockIdx.y); k < tensors; k += int(gridDim.y)) {
     const AdamTensor t = table[k];
@@ -70,8 +70,8 @@ void adam_update(const AdamParams& a, const AdamTensor* host_table, const AdamTe
                       float(1.0 - std::pow(double(a.beta2), t))};
   const dim3 grid(detail::grid_blocks(largest, kAdamThreads, kMaxChunks),
                   std::min(unsigned(tensors), detail::kMaxGridY));
-  UNET_LAUNCH(adam_kernel, grid, dim3(kAdamThreads), 0, stream)(device_table, tensors, step);
-  UNET_CHECK_LAUNCH("adam_kernel");
+  UNET_LAUNCH(adam_update_kernel, grid, dim3(kAdamThreads), 0, stream)(device_table, tensors, step);
+  UNET_CHECK_LAUNCH("adam_update_kernel");
 }
 
 }  // namespace unet::UNET_CUDA_NS

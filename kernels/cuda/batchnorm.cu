@@ -84,7 +84,7 @@ __device__ __forceinline__ float masked_dy(const float* dy, const float* y, std:
   return relu && !(y[i] > 0.0f) ? 0.0f : dy[i];
 }
 
-__global__ void bn_forward_train_kernel(BatchNormShape s, const float* __restrict__ x,
+__global__ void batchnorm_forward_train_kernel(BatchNormShape s, const float* __restrict__ x,
                                         const float* __restrict__ gamma,
                                         const float* __restrict__ beta, float eps, float momentum,
                                         float* __restrict__ running_mean,
@@ -122,7 +122,7 @@ __global__ void bn_forward_train_kernel(BatchNormShape s, const float* __restric
 }
 
 // Elementwise: plane p = n * C + c on y (striding by gridDim.y), its HW values on x.
-__global__ void bn_forward_infer_kernel(BatchNormShape s, const float* __restrict__ x,
+__global__ void batchnorm_forward_infer_kernel(BatchNormShape s, const float* __restrict__ x,
                                         const float* __restrict__ gamma,
                                         const float* __restrict__ beta,
                                         const float* __restrict__ running_mean,
@@ -146,7 +146,7 @@ __global__ void bn_forward_infer_kernel(BatchNormShape s, const float* __restric
 // the statistics are constants and dx = gamma invstd dy'. Both write dgamma = sum(dy' xhat) and
 // dbeta = sum(dy').
 template <bool kTrain>
-__global__ void bn_backward_kernel(BatchNormShape s, const float* __restrict__ dy,
+__global__ void batchnorm_backward_kernel(BatchNormShape s, const float* __restrict__ dy,
                                    const float* __restrict__ x, const float* __restrict__ y,
                                    const float* __restrict__ gamma,
                                    const float* __restrict__ mean_in,
@@ -198,9 +198,9 @@ void batchnorm_forward_train(const BatchNormShape& s, const float* x, const floa
   if (s.per_channel() < 2)
     throw std::invalid_argument("batchnorm_forward_train: needs at least 2 values per channel");
   if (s.c <= 0) return;
-  UNET_LAUNCH(bn_forward_train_kernel, dim3(unsigned(s.c)), dim3(kBnThreads), 0, stream)
+  UNET_LAUNCH(batchnorm_forward_train_kernel, dim3(unsigned(s.c)), dim3(kBnThreads), 0, stream)
   (s, x, gamma, beta, eps, momentum, running_mean, running_var, y, save_mean, save_invstd, relu);
-  UNET_CHECK_LAUNCH("bn_forward_train_kernel");
+  UNET_CHECK_LAUNCH("batchnorm_forward_train_kernel");
 }
 
 void batchnorm_forward_infer(const BatchNormShape& s, const float* x, const float* gamma,
@@ -210,9 +210,9 @@ void batchnorm_forward_infer(const BatchNormShape& s, const float* x, const floa
   if (s.size() == 0) return;
   const dim3 grid(detail::grid_blocks(std::size_t(s.hw), kElementwiseThreads, 1024),
                   std::min(unsigned(s.n * s.c), detail::kMaxGridY));
-  UNET_LAUNCH(bn_forward_infer_kernel, grid, dim3(kElementwiseThreads), 0, stream)
+  UNET_LAUNCH(batchnorm_forward_infer_kernel, grid, dim3(kElementwiseThreads), 0, stream)
   (s, x, gamma, beta, running_mean, running_var, eps, y, relu);
-  UNET_CHECK_LAUNCH("bn_forward_infer_kernel");
+  UNET_CHECK_LAUNCH("batchnorm_forward_infer_kernel");
 }
 
 void batchnorm_backward_train(const BatchNormShape& s, const float* dy, const float* x,
@@ -220,10 +220,10 @@ void batchnorm_backward_train(const BatchNormShape& s, const float* dy, const fl
                               const float* save_invstd, float* dx, float* dgamma, float* dbeta,
                               bool relu, cudaStream_t stream) {
   if (s.c <= 0) return;
-  auto* kernel = &bn_backward_kernel<true>;
+  auto* kernel = &batchnorm_backward_kernel<true>;
   UNET_LAUNCH(kernel, dim3(unsigned(s.c)), dim3(kBnThreads), 0, stream)
   (s, dy, x, y, gamma, save_mean, save_invstd, 0.0f, dx, dgamma, dbeta, relu);
-  UNET_CHECK_LAUNCH("bn_backward_kernel<train>");
+  UNET_CHECK_LAUNCH("batchnorm_backward_kernel<true> (train)");
 }
 
 void batchnorm_backward_infer(const BatchNormShape& s, const float* dy, const float* x,
@@ -231,10 +231,10 @@ void batchnorm_backward_infer(const BatchNormShape& s, const float* dy, const fl
                               const float* running_var, float eps, float* dx, float* dgamma,
                               float* dbeta, bool relu, cudaStream_t stream) {
   if (s.c <= 0) return;
-  auto* kernel = &bn_backward_kernel<false>;
+  auto* kernel = &batchnorm_backward_kernel<false>;
   UNET_LAUNCH(kernel, dim3(unsigned(s.c)), dim3(kBnThreads), 0, stream)
   (s, dy, x, y, gamma, running_mean, running_var, eps, dx, dgamma, dbeta, relu);
-  UNET_CHECK_LAUNCH("bn_backward_kernel<infer>");
+  UNET_CHECK_LAUNCH("batchnorm_backward_kernel<false> (infer)");
 }
 
 }  // namespace unet::UNET_CUDA_NS

@@ -26,7 +26,7 @@ __device__ __forceinline__ std::size_t part_plane(const ConcatShape& s, int q, b
   return plane * s.hw;
 }
 
-__global__ void concat_kernel(ConcatShape s, const float* __restrict__ a,
+__global__ void concat_channels_kernel(ConcatShape s, const float* __restrict__ a,
                               const float* __restrict__ b, float* __restrict__ out) {
   const int planes = s.n * (s.c_a + s.c_b);
   for (int q = int(blockIdx.y); q < planes; q += int(gridDim.y)) {
@@ -40,7 +40,7 @@ __global__ void concat_kernel(ConcatShape s, const float* __restrict__ a,
   }
 }
 
-__global__ void split_kernel(ConcatShape s, const float* __restrict__ in, float* __restrict__ a,
+__global__ void split_channels_kernel(ConcatShape s, const float* __restrict__ in, float* __restrict__ a,
                              float* __restrict__ b) {
   const int planes = s.n * (s.c_a + s.c_b);
   for (int q = int(blockIdx.y); q < planes; q += int(gridDim.y)) {
@@ -64,15 +64,15 @@ dim3 plane_grid(const ConcatShape& s) {
 void concat_channels(const ConcatShape& s, const float* a, const float* b, float* out,
                      cudaStream_t stream) {
   if (s.out_size() == 0) return;
-  UNET_LAUNCH(concat_kernel, plane_grid(s), dim3(kConcatThreads), 0, stream)(s, a, b, out);
-  UNET_CHECK_LAUNCH("concat_kernel");
+  UNET_LAUNCH(concat_channels_kernel, plane_grid(s), dim3(kConcatThreads), 0, stream)(s, a, b, out);
+  UNET_CHECK_LAUNCH("concat_channels_kernel");
 }
 
 void split_channels(const ConcatShape& s, const float* in, float* a, float* b,
                     cudaStream_t stream) {
   if (s.out_size() == 0) return;
-  UNET_LAUNCH(split_kernel, plane_grid(s), dim3(kConcatThreads), 0, stream)(s, in, a, b);
-  UNET_CHECK_LAUNCH("split_kernel");
+  UNET_LAUNCH(split_channels_kernel, plane_grid(s), dim3(kConcatThreads), 0, stream)(s, in, a, b);
+  UNET_CHECK_LAUNCH("split_channels_kernel");
 }
 
 }  // namespace unet::UNET_CUDA_NS

@@ -14,7 +14,7 @@
 // land inside dy; every other tap reads zero. So every dx element is computed, and written, by
 // exactly one thread.
 //
-// Decomposition. One kernel skeleton (implicit_gemm_kernel) serves all three: 256 threads per
+// Decomposition. One kernel skeleton (conv2d_implicit_gemm_kernel) serves all three: 256 threads per
 // block compute a BM x BN tile of the output matrix, each thread a 4x4 register micro-tile of
 // adjacent rows and columns. The reduction dimension is walked in slabs of BK: each slab of A and
 // B is staged in shared memory (one barrier), then consumed (a second barrier before the next
@@ -413,7 +413,7 @@ struct FilterProblem {
 // The GEMM skeleton: C[M, N] = A[M, K] * B[K, N] for one BM x BN tile per block. `kTwoLevel`
 // sums each slab into a fresh partial before adding it to the total (for long reductions).
 template <class P, class T, bool kTwoLevel>
-__global__ void implicit_gemm_kernel(const P p) {
+__global__ void conv2d_implicit_gemm_kernel(const P p) {
   alignas(16) __shared__ float As[T::BK * T::A_LD];  // As[k][m]: A transposed, a row per k
   alignas(16) __shared__ float Bs[T::BK * T::B_LD];  // Bs[k][n]
   // Partial tiles of groups 1..G-1, added to group 0's in group order.
@@ -510,7 +510,7 @@ void launch_gemm(const P& p, cudaStream_t stream) {
                              ": conv2d: shape too large for the grid");
   }
   const dim3 grid(static_cast<unsigned>(blocks_n), static_cast<unsigned>(blocks_m));
-  auto* kernel = &implicit_gemm_kernel<P, T, kTwoLevel>;
+  auto* kernel = &conv2d_implicit_gemm_kernel<P, T, kTwoLevel>;
   UNET_LAUNCH(kernel, grid, dim3(kThreads), 0, stream)(p);
   check_launch(__FILE__, __LINE__);
 }

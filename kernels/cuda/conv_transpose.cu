@@ -85,7 +85,7 @@ dim3 elementwise_grid(long long count) {
 
 // y[img, co, oy, ox]. Index is int or long long: the type the element index is decoded in.
 template <typename Index>
-__global__ void forward_kernel(const Shape s, const float* __restrict__ x,
+__global__ void conv_transpose2d_forward_kernel(const Shape s, const float* __restrict__ x,
                                const float* __restrict__ w, const float* __restrict__ bias,
                                float* __restrict__ y, long long count) {
   for (long long e = first_element(); e < count; e += element_stride()) {
@@ -121,7 +121,7 @@ __global__ void forward_kernel(const Shape s, const float* __restrict__ x,
 // dx[img, ci, i, j] = sum over co, r, c of dy[img, co, i*stride - pad_top + r, j*stride -
 // pad_left + c] * w[ci, co, r, c].
 template <typename Index>
-__global__ void backward_data_kernel(const Shape s, const float* __restrict__ dy,
+__global__ void conv_transpose2d_backward_data_kernel(const Shape s, const float* __restrict__ dy,
                                      const float* __restrict__ w, float* __restrict__ dx,
                                      long long count) {
   for (long long e = first_element(); e < count; e += element_stride()) {
@@ -152,7 +152,7 @@ __global__ void backward_data_kernel(const Shape s, const float* __restrict__ dy
 }
 
 // dw[ci, co, tap] for the taps [blockIdx.y * kTapChunk, ...) of pair blockIdx.x = ci*c_out + co.
-__global__ void backward_filter_kernel(const Shape s, const float* __restrict__ x,
+__global__ void conv_transpose2d_backward_filter_kernel(const Shape s, const float* __restrict__ x,
                                        const float* __restrict__ dy, float* __restrict__ dw) {
   __shared__ float partial[kTapChunk][kThreads];
   const int tid = static_cast<int>(threadIdx.x);
@@ -206,7 +206,7 @@ void conv_transpose2d_forward(const ConvTranspose2dShape& s, const float* x, con
                               const float* bias, float* y, cudaStream_t stream) {
   const long long count = static_cast<long long>(s.y_size());
   if (count == 0) return;
-  auto* kernel = count <= INT_MAX ? &forward_kernel<int> : &forward_kernel<long long>;
+  auto* kernel = count <= INT_MAX ? &conv_transpose2d_forward_kernel<int> : &conv_transpose2d_forward_kernel<long long>;
   UNET_LAUNCH(kernel, elementwise_grid(count), dim3(kThreads), 0, stream)(shape_of(s), x, w, bias,
                                                                          y, count);
   check_launch(__FILE__, __LINE__);
@@ -216,7 +216,7 @@ void conv_transpose2d_backward_data(const ConvTranspose2dShape& s, const float* 
                                     float* dx, cudaStream_t stream) {
   const long long count = static_cast<long long>(s.x_size());
   if (count == 0) return;
-  auto* kernel = count <= INT_MAX ? &backward_data_kernel<int> : &backward_data_kernel<long long>;
+  auto* kernel = count <= INT_MAX ? &conv_transpose2d_backward_data_kernel<int> : &conv_transpose2d_backward_data_kernel<long long>;
   UNET_LAUNCH(kernel, elementwise_grid(count), dim3(kThreads), 0, stream)(shape_of(s), dy, w, dx,
                                                                          count);
   check_launch(__FILE__, __LINE__);
@@ -233,7 +233,7 @@ void conv_transpose2d_backward_filter(const ConvTranspose2dShape& s, const float
                                ": conv_transpose2d: shape too large for the grid");
     }
     const dim3 grid(static_cast<unsigned>(pairs), static_cast<unsigned>(chunks));
-    UNET_LAUNCH(backward_filter_kernel, grid, dim3(kThreads), 0, stream)(shape_of(s), x, dy, dw);
+    UNET_LAUNCH(conv_transpose2d_backward_filter_kernel, grid, dim3(kThreads), 0, stream)(shape_of(s), x, dy, dw);
     check_launch(__FILE__, __LINE__);
   }
   if (dbias) channel_sum(dy, s.n, s.c_out, s.h_out * s.w_out, dbias, stream);

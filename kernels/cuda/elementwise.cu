@@ -24,7 +24,7 @@ constexpr int kThreads = 256;
 constexpr std::size_t kMaxBlocks = 2048;
 
 template <typename Op>
-__global__ void map_kernel(std::size_t count, Op op) {
+__global__ void elementwise_kernel(std::size_t count, Op op) {
   const std::size_t stride = std::size_t(gridDim.x) * blockDim.x;
   for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += stride)
     op(i);
@@ -33,7 +33,7 @@ __global__ void map_kernel(std::size_t count, Op op) {
 template <typename Op>
 void launch_map(std::size_t count, Op op, cudaStream_t stream, const char* name) {
   if (count == 0) return;
-  auto* kernel = &map_kernel<Op>;
+  auto* kernel = &elementwise_kernel<Op>;
   UNET_LAUNCH(kernel, dim3(detail::grid_blocks(count, kThreads, kMaxBlocks)), dim3(kThreads), 0,
               stream)
   (count, op);

@@ -34,7 +34,7 @@ __device__ __forceinline__ void challenge(float v, int k, float& best, int& best
   }
 }
 
-__global__ void maxpool_forward_kernel(Pool2dShape s, const float* __restrict__ x,
+__global__ void maxpool2x2_forward_kernel(Pool2dShape s, const float* __restrict__ x,
                                        float* __restrict__ y, uint8_t* __restrict__ argmax) {
   const int planes = s.n * s.c, wo = s.w_in / 2, out_plane = (s.h_in / 2) * wo;
   const std::size_t in_plane = std::size_t(s.h_in) * s.w_in;
@@ -55,7 +55,7 @@ __global__ void maxpool_forward_kernel(Pool2dShape s, const float* __restrict__ 
   }
 }
 
-__global__ void maxpool_backward_kernel(Pool2dShape s, const float* __restrict__ dy,
+__global__ void maxpool2x2_backward_kernel(Pool2dShape s, const float* __restrict__ dy,
                                         const uint8_t* __restrict__ argmax,
                                         float* __restrict__ dx) {
   const int planes = s.n * s.c, ho = s.h_in / 2, wo = s.w_in / 2, in_plane = s.h_in * s.w_in;
@@ -86,9 +86,9 @@ void maxpool2x2_forward(const Pool2dShape& s, const float* x, float* y, uint8_t*
                         cudaStream_t stream) {
   if (s.y_size() == 0) return;
   const std::size_t per_plane = std::size_t(s.h_out()) * s.w_out();
-  UNET_LAUNCH(maxpool_forward_kernel, plane_grid(s, per_plane), dim3(kPoolThreads), 0, stream)
+  UNET_LAUNCH(maxpool2x2_forward_kernel, plane_grid(s, per_plane), dim3(kPoolThreads), 0, stream)
   (s, x, y, argmax);
-  UNET_CHECK_LAUNCH("maxpool_forward_kernel");
+  UNET_CHECK_LAUNCH("maxpool2x2_forward_kernel");
 }
 
 void maxpool2x2_backward(const Pool2dShape& s, const float* dy, const uint8_t* argmax, float* dx,
@@ -96,9 +96,9 @@ void maxpool2x2_backward(const Pool2dShape& s, const float* dy, const uint8_t* a
   // Even with no outputs (a 1-pixel input) dx must be written: it is all zeros then.
   if (s.x_size() == 0) return;
   const std::size_t per_plane = std::size_t(s.h_in) * s.w_in;
-  UNET_LAUNCH(maxpool_backward_kernel, plane_grid(s, per_plane), dim3(kPoolThreads), 0, stream)
+  UNET_LAUNCH(maxpool2x2_backward_kernel, plane_grid(s, per_plane), dim3(kPoolThreads), 0, stream)
   (s, dy, argmax, dx);
-  UNET_CHECK_LAUNCH("maxpool_backward_kernel");
+  UNET_CHECK_LAUNCH("maxpool2x2_backward_kernel");
 }
 
 }  // namespace unet::UNET_CUDA_NS

@@ -27,7 +27,7 @@ TEST_CASE("the benchmark cases cover every kernel but the host copies", "[bench]
   for (int i = 0; i < kernels::kKernelCount; ++i) {
     const Kernel k = Kernel(i);
     INFO(kernels::name(k));
-    CHECK(seen.count(k) == (k == Kernel::CopyToDevice || k == Kernel::CopyToHost ? 0u : 1u));
+    CHECK(seen.count(k) == (k == Kernel::copy_from_host || k == Kernel::copy_to_host ? 0u : 1u));
   }
 }
 
@@ -48,7 +48,7 @@ TEST_CASE("every replayed kernel gives the CPU's result on the emulated CUDA bac
 
 TEST_CASE("the re-validation catches a result computed from other inputs", "[bench]") {
   kernels::KernelCall call;
-  call.kernel = Kernel::Add;
+  call.kernel = Kernel::add;
   call.count = 64;
   bench::KernelArgs a(call, backend(Device::CPU), 1), b(call, backend(Device::CPU), 2);
   a.run();

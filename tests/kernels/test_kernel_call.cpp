@@ -7,7 +7,7 @@ using namespace unet::kernels;
 
 TEST_CASE("cost of a 'same' 3x3 convolution: 2 FLOPs per multiply-add plus the bias, operands once", "[cost]") {
   KernelCall c;
-  c.kernel = Kernel::Conv2dForward;
+  c.kernel = Kernel::conv2d_forward;
   c.conv = conv2d_shape(1, 2, 5, 5, 3, 3, 1, Padding::Same);
   c.has_bias = true;
   // 1 image x 3 outputs x 25 pixels x 2 inputs x 9 taps = 1350 multiply-adds; 75 bias adds.
@@ -16,14 +16,14 @@ TEST_CASE("cost of a 'same' 3x3 convolution: 2 FLOPs per multiply-add plus the b
   CHECK(cost(c).bytes == 4 * (50 + 54 + 75 + 3));
   CHECK(describe(c) == "1x2x5x5 -> 1x3x5x5 k3 s1 +bias");
 
-  c.kernel = Kernel::Conv2dBackwardData;  // reads dy and w, writes dx: no bias
+  c.kernel = Kernel::conv2d_backward_data;  // reads dy and w, writes dx: no bias
   CHECK(cost(c).flops == 2 * 1350);
   CHECK(cost(c).bytes == 4 * (75 + 54 + 50));
 }
 
 TEST_CASE("cost of a stride-2 transposed convolution: every input pixel scatters its kernel", "[cost]") {
   KernelCall c;
-  c.kernel = Kernel::ConvTranspose2dForward;
+  c.kernel = Kernel::conv_transpose2d_forward;
   c.conv_t = conv_transpose2d_shape(2, 4, 3, 3, 2, 3, 2, Padding::Same);
   c.has_bias = false;
   // 2 images x 4 inputs x 9 pixels x 2 outputs x 9 taps = 1296 multiply-adds.
@@ -35,27 +35,27 @@ TEST_CASE("cost of a stride-2 transposed convolution: every input pixel scatters
 
 TEST_CASE("cost of memory-bound kernels: bytes per element as stated", "[cost]") {
   KernelCall bn;
-  bn.kernel = Kernel::BatchNormForwardTrain;
+  bn.kernel = Kernel::batchnorm_forward_train;
   bn.bn = {2, 3, 10};
   bn.relu = true;
   CHECK(cost(bn).flops == 60 * 6);              // statistics 3, normalise 2, ReLU 1
   CHECK(cost(bn).bytes == 4 * (2 * 60 + 8 * 3));  // x in, y out; 8 per-channel values
 
   KernelCall pool;
-  pool.kernel = Kernel::MaxPoolForward;
+  pool.kernel = Kernel::maxpool2x2_forward;
   pool.pool = {1, 2, 4, 4};
   CHECK(cost(pool).flops == 3 * 8);
   CHECK(cost(pool).bytes == 4 * (32 + 8) + 8);  // plus one argmax byte per output
 
   KernelCall adam;
-  adam.kernel = Kernel::AdamUpdate;
+  adam.kernel = Kernel::adam_update;
   adam.tensors = {10, 20};
   CHECK(cost(adam).flops == 14 * 30);
   CHECK(cost(adam).bytes == 28 * 30);  // p, g, m, v read; p, m, v written
   CHECK(describe(adam) == "2 tensors, 30 elements");
 
   KernelCall loss;
-  loss.kernel = Kernel::LossBackward;
+  loss.kernel = Kernel::loss_backward;
   loss.loss = LossKind::Dice;
   loss.count = 100;
   CHECK(cost(loss).bytes == 4 * 3 * 100);

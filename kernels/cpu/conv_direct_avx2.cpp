@@ -1,0 +1,19 @@
+// The direct convolutions instantiated for avx2 (this file is compiled with its flags only).
+#include "kernels/cpu/conv_direct.h"
+#include "kernels/cpu/conv_direct_filter.h"
+#include "kernels/cpu/conv_direct_forward.h"
+
+namespace unet::cpu::direct {
+
+void conv2d_forward_avx2(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y) {
+  forward<simd::Avx2>(s, x, w, bias, y);
+}
+void conv2d_backward_data_avx2(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
+  backward_data<simd::Avx2>(s, dy, w, dx);
+}
+void conv2d_backward_filter_avx2(const Conv2dShape& s, const float* x, const float* dy, float* dw,
+                                   float* dbias) {
+  backward_filter<simd::Avx2>(s, x, dy, dw, dbias);
+}
+
+}  // namespace unet::cpu::direct

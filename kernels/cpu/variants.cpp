@@ -1,0 +1,248 @@
+#include "kernels/cpu/variants.h"
+
+#include <array>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+#include <stdexcept>
+
+#include "kernels/cpu/adam.h"
+#include "kernels/cpu/batchnorm.h"
+#include "kernels/cpu/concat.h"
+#include "kernels/cpu/conv.h"
+#include "kernels/cpu/conv_direct.h"
+#include "kernels/cpu/dropout.h"
+#include "kernels/cpu/elementwise.h"
+#include "kernels/cpu/loss.h"
+#include "kernels/cpu/pool.h"
+
+namespace unet::cpu {
+namespace {
+
+template <Kernel K>
+Variant entry(const char* name, Isa isa, bool reference, const char* summary, typename Signature<K>::Fn fn,
+              bool (*handles)(const KernelCall&) = nullptr, bool (*preferred)(const KernelCall&) = nullptr) {
+  return {K, name, isa, reference, summary, handles, preferred, reinterpret_cast<void (*)()>(fn)};
+}
+
+bool stride_one(const KernelCall& c) { return direct::supports(c.conv); }
+// Where the rule picks the direct convolutions (measured in docs/BENCHMARKS.md): not on a 1x1
+// kernel, a plain GEMM that im2col_gemm runs without a column matrix while the direct kernels
+// first copy the input into their padded buffer.
+bool not_1x1(const KernelCall& c) { return c.conv.kh * c.conv.kw > 1; }
+// The AVX2 weight gradient also loses to the GEMM on the 30x30 and 15x15 planes of the deep
+// layers, where its per-tile horizontal sums and L2 traffic weigh most.
+bool large_plane_not_1x1(const KernelCall& c) {
+  return not_1x1(c) && std::size_t(c.conv.h_out) * std::size_t(c.conv.w_out) > 30 * 30;
+}
+
+void memcpy_bytes(void* dst, const void* src, std::size_t bytes) {
+  if (bytes) std::memcpy(dst, src, bytes);
+}
+
+void sum_float(std::size_t count, const float* x, float* out) { *out = float(sum(count, x)); }
+
+void scale_by_device_scalar(std::size_t count, const float* a, const float* s, float* y) { scale(count, a, *s, y); }
+
+void loss_forward_any(LossKind kind, std::size_t count, const float* input, const float* target, float smooth,
+                      float* out) {
+  double loss = 0;
+  switch (kind) {
+    case LossKind::MSE: loss = mse_forward(count, input, target); break;
+    case LossKind::BCE: loss = bce_with_logits_forward(count, input, target); break;
+    case LossKind::Dice: loss = soft_dice_forward(count, input, target, smooth); break;
+    case LossKind::BCEDice: loss = bce_dice_forward(count, input, target, smooth); break;
+    case LossKind::NegLogIoU: loss = neg_log_iou_forward(count, input, target, smooth); break;
+  }
+  *out = float(loss);
+}
+
+void loss_backward_any(LossKind kind, std::size_t count, const float* input, const float* target, float smooth,
+                       const float* dloss, float* dinput) {
+  switch (kind) {
+    case LossKind::MSE: return mse_backward(count, input, target, *dloss, dinput);
+    case LossKind::BCE: return bce_with_logits_backward(count, input, target, *dloss, dinput);
+    case LossKind::Dice: return soft_dice_backward(count, input, target, smooth, *dloss, dinput);
+    case LossKind::BCEDice: return bce_dice_backward(count, input, target, smooth, *dloss, dinput);
+    case LossKind::NegLogIoU: return neg_log_iou_backward(count, input, target, smooth, *dloss, dinput);
+  }
+}
+
+void adam_all(const AdamParams& a, const std::vector<AdamTensor>& tensors) {
+  for (const AdamTensor& t : tensors) adam_update(t.count, a, t.param, t.grad, t.m, t.v);
+}
+
+constexpr Isa kAny = Isa::Scalar;
+constexpr const char* kLoops = "loops";
+constexpr const char* kLoopsSummary = "OpenMP loops the compiler vectorises (AVX2)";
+
+// The table. Within a primitive, the order is the order of preference.
+std::vector<Variant> make_table() {
+  using K = Kernel;
+  return {
+      entry<K::copy_from_host>("memcpy", kAny, true, "std::memcpy", memcpy_bytes),
+      entry<K::copy_to_host>("memcpy", kAny, true, "std::memcpy", memcpy_bytes),
+      entry<K::copy>("memcpy", kAny, true, "std::memcpy", memcpy_bytes),
+      entry<K::fill>(kLoops, kAny, true, kLoopsSummary, fill<float>),
+
+      entry<K::conv2d_forward>("direct_avx512", Isa::Avx512, false,
+                               "direct conv, register-blocked AVX-512 micro-kernel, stride 1",
+                               direct::conv2d_forward_avx512, stride_one, not_1x1),
+      entry<K::conv2d_forward>("direct_avx2", Isa::Avx2, false,
+                               "direct conv, register-blocked AVX2+FMA micro-kernel, stride 1",
+                               direct::conv2d_forward_avx2, stride_one, not_1x1),
+      entry<K::conv2d_forward>("im2col_gemm", kAny, true, "im2col bands + Eigen GEMM", conv2d_forward<float>),
+      entry<K::conv2d_backward_data>("direct_avx512", Isa::Avx512, false,
+                                     "direct conv of dy with the flipped kernel, AVX-512, stride 1",
+                                     direct::conv2d_backward_data_avx512, stride_one, not_1x1),
+      entry<K::conv2d_backward_data>("direct_avx2", Isa::Avx2, false,
+                                     "direct conv of dy with the flipped kernel, AVX2+FMA, stride 1",
+                                     direct::conv2d_backward_data_avx2, stride_one, not_1x1),
+      entry<K::conv2d_backward_data>("im2col_gemm", kAny, true, "Eigen GEMM W^T dY + col2im",
+                                     conv2d_backward_data<float>),
+      entry<K::conv2d_backward_filter>("direct_avx512", Isa::Avx512, false,
+                                       "pixel-vectorised weight gradient, AVX-512, stride 1",
+                                       direct::conv2d_backward_filter_avx512, stride_one, not_1x1),
+      entry<K::conv2d_backward_filter>("direct_avx2", Isa::Avx2, false,
+                                       "pixel-vectorised weight gradient, AVX2+FMA, stride 1",
+                                       direct::conv2d_backward_filter_avx2, stride_one, large_plane_not_1x1),
+      entry<K::conv2d_backward_filter>("im2col_gemm", kAny, true, "im2col bands + Eigen GEMM dY col^T",
+                                       conv2d_backward_filter<float>),
+      entry<K::conv_transpose2d_forward>("im2col_gemm", kAny, true, "the adjoint of conv2d: GEMM + col2im",
+                                         conv_transpose2d_forward<float>),
+      entry<K::conv_transpose2d_backward_data>("im2col_gemm", kAny, true, "conv2d forward via im2col + GEMM",
+                                               conv_transpose2d_backward_data<float>),
+      entry<K::conv_transpose2d_backward_filter>("im2col_gemm", kAny, true, "im2col + GEMM",
+                                                 conv_transpose2d_backward_filter<float>),
+
+      entry<K::batchnorm_forward_train>(kLoops, kAny, true, kLoopsSummary, batchnorm_forward_train<float>),
+      entry<K::batchnorm_forward_infer>(kLoops, kAny, true, kLoopsSummary, batchnorm_forward_infer<float>),
+      entry<K::batchnorm_backward_train>(kLoops, kAny, true, kLoopsSummary, batchnorm_backward_train<float>),
+      entry<K::batchnorm_backward_infer>(kLoops, kAny, true, kLoopsSummary, batchnorm_backward_infer<float>),
+      entry<K::maxpool2x2_forward>(kLoops, kAny, true, kLoopsSummary, maxpool2x2_forward<float>),
+      entry<K::maxpool2x2_backward>(kLoops, kAny, true, kLoopsSummary, maxpool2x2_backward<float>),
+      entry<K::dropout_forward>(kLoops, kAny, true, "Philox-4x32-10 counters, then the mask", dropout_forward<float>),
+      entry<K::dropout_backward>(kLoops, kAny, true, kLoopsSummary, dropout_backward<float>),
+      entry<K::concat_channels>(kLoops, kAny, true, "plane copies", concat_channels<float>),
+      entry<K::split_channels>(kLoops, kAny, true, "plane copies", split_channels<float>),
+
+      entry<K::add>(kLoops, kAny, true, kLoopsSummary, add<float>),
+      entry<K::mul>(kLoops, kAny, true, kLoopsSummary, mul<float>),
+      entry<K::scale>(kLoops, kAny, true, kLoopsSummary, scale<float>),
+      entry<K::scale_by>(kLoops, kAny, true, kLoopsSummary, scale_by_device_scalar),
+      entry<K::accumulate>(kLoops, kAny, true, kLoopsSummary, accumulate<float>),
+      entry<K::relu_forward>(kLoops, kAny, true, kLoopsSummary, relu_forward<float>),
+      entry<K::relu_backward>(kLoops, kAny, true, kLoopsSummary, relu_backward<float>),
+      entry<K::sigmoid_forward>(kLoops, kAny, true, kLoopsSummary, sigmoid_forward<float>),
+      entry<K::sigmoid_backward>(kLoops, kAny, true, kLoopsSummary, sigmoid_backward<float>),
+      entry<K::sum>(kLoops, kAny, true, "fixed-chunk sums in double", sum_float),
+      entry<K::loss_forward>(kLoops, kAny, true, "fused sums in double", loss_forward_any),
+      entry<K::loss_backward>(kLoops, kAny, true, "fused sums in double, then the gradient", loss_backward_any),
+      entry<K::adam_update>(kLoops, kAny, true, "one pass per parameter array", adam_all),
+  };
+}
+
+using Forced = std::array<const Variant*, kernels::kKernelCount>;
+
+struct Registry {
+  std::vector<Variant> table = make_table();
+  std::array<std::vector<const Variant*>, kernels::kKernelCount> by_kernel;
+  Forced forced{};
+
+  Registry();
+  const Variant* find(Kernel kernel, const std::string& name) const {
+    for (const Variant* v : by_kernel[std::size_t(kernel)]) {
+      if (name == v->name) return v;
+    }
+    return nullptr;
+  }
+};
+
+Registry& registry() {
+  static Registry r;
+  return r;
+}
+
+void check_runs_here(const Variant& v) {
+  if (!v.runs_here()) {
+    throw std::invalid_argument(std::string(kernels::name(v.kernel)) + ":" + v.name + " needs " + to_string(v.isa) +
+                                ", which this CPU (or UNET_ISA) does not allow");
+  }
+}
+
+Forced parse(const Registry& r, const std::string& spec) {
+  Forced forced{};
+  std::stringstream items(spec);
+  std::string item;
+  while (std::getline(items, item, ',')) {
+    if (item.empty() || item == "default") continue;
+    const std::size_t eq = item.find('=');
+    if (eq == std::string::npos) {
+      bool any = false;
+      for (int k = 0; k < kernels::kKernelCount; ++k) {
+        if (const Variant* v = r.find(Kernel(k), item)) {
+          check_runs_here(*v);
+          forced[std::size_t(k)] = v;
+          any = true;
+        }
+      }
+      if (!any) throw std::invalid_argument("no primitive has a CPU variant named '" + item + "' (see `unet kernels`)");
+      continue;
+    }
+    Kernel kernel{};
+    const std::string primitive = item.substr(0, eq), name = item.substr(eq + 1);
+    if (!kernels::kernel_named(primitive, &kernel)) {
+      throw std::invalid_argument("unknown primitive '" + primitive + "' in '" + item + "' (see `unet kernels`)");
+    }
+    const Variant* v = r.find(kernel, name);
+    if (!v) throw std::invalid_argument(primitive + " has no CPU variant named '" + name + "' (see `unet kernels`)");
+    check_runs_here(*v);
+    forced[std::size_t(kernel)] = v;
+  }
+  return forced;
+}
+
+Registry::Registry() {
+  for (const Variant& v : table) by_kernel[std::size_t(v.kernel)].push_back(&v);
+  for (int k = 0; k < kernels::kKernelCount; ++k) {
+    if (by_kernel[std::size_t(k)].empty()) {
+      throw std::logic_error(std::string("kernels/cpu/variants.cpp: no CPU variant of ") + kernels::name(Kernel(k)));
+    }
+  }
+  if (const char* env = std::getenv("UNET_KERNELS")) {
+    try {
+      forced = parse(*this, env);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(std::string("UNET_KERNELS: ") + e.what());
+    }
+  }
+}
+
+}  // namespace
+
+const std::vector<Variant>& variants() { return registry().table; }
+
+std::vector<const Variant*> variants_of(Kernel kernel) { return registry().by_kernel[std::size_t(kernel)]; }
+
+const Variant& choose(const KernelCall& call) {
+  Registry& r = registry();
+  const std::size_t k = std::size_t(call.kernel);
+  if (const Variant* v = r.forced[k]; v && v->handles_call(call)) return *v;
+  for (const Variant* v : r.by_kernel[k]) {
+    if (v->runs_here() && v->handles_call(call) && (!v->preferred || v->preferred(call))) return *v;
+  }
+  throw std::logic_error(std::string("no CPU variant of ") + kernels::name(call.kernel) + " handles " +
+                         kernels::describe(call));
+}
+
+void force_variant(Kernel kernel, const Variant* variant) {
+  if (variant) check_runs_here(*variant);
+  registry().forced[std::size_t(kernel)] = variant;
+}
+
+void force_variants(const std::string& spec) {
+  Registry& r = registry();
+  r.forced = parse(r, spec);
+}
+
+}  // namespace unet::cpu
