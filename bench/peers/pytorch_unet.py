@@ -2,8 +2,11 @@
 """Peer benchmark: our engine's reference U-Net against the same model in PyTorch, on the CPU.
 
 Builds the reference model of models/unet.{h,cpp} in PyTorch, times a training step and an
-inference pass for each batch size, runs our bench/bench_e2e (or reads its saved JSON) for the
-same shapes and thread count, and prints both side by side with their ratio.
+inference pass for each batch size in both of PyTorch's CPU memory layouts, NCHW
+(torch.contiguous_format) and channels_last (NHWC in memory, model and tensors converted with
+memory_format=torch.channels_last), runs our bench/bench_e2e (or reads its saved JSON) for the
+same shapes and thread count, and prints both PyTorch timings, the faster of the two ("torch
+best") and our speed relative to that best, so that PyTorch is compared in its best layout.
 
 This is a comparison tool only: the engine neither needs Python nor PyTorch to build, test or run.
 
@@ -17,6 +20,7 @@ Usage (from the repository root; build our binary first with scripts/build.sh):
     python3 bench/peers/pytorch_unet.py --batches 1,6,16 --size 240 --threads 2 --iters 3
     python3 bench/peers/pytorch_unet.py --ours-json saved.json --markdown  # for docs/BENCHMARKS.md
     python3 bench/peers/pytorch_unet.py --torch-only
+    python3 bench/peers/pytorch_unet.py --layouts channels_last           # one layout only
 Our binary is run as
     build/bench/bench_e2e --threads=N --size=240 --batches=1,6,16 --benchmark_filter='^cpu/' \\
         --benchmark_format=json
@@ -26,12 +30,15 @@ What is the same on both sides: the architecture (3 -> 1 channels, 16 base filte
 2x2 max pool + dropout 0.05, 0.025 after the first pooling; 3x3 stride-2 'same' transposed convs;
 concat(upsampled, skip) + dropout 0.05; 1x1 conv head; sigmoid), 2,164,593 parameters counting
 the BN running statistics as Keras does, the initialisation (truncated He normal for the 3x3
-convs, Glorot uniform for the transposed convs and the head, zero biases), float32 NCHW inputs,
+convs, Glorot uniform for the transposed convs and the head, zero biases), float32 inputs,
 batch size, image size, thread count, and the training step: forward, sigmoid, mean squared error
 against a random 0/1 mask, zero_grad, backward, Adam(lr 2e-3, betas 0.9/0.999, eps 1e-7).
 Inference is eval mode (BN running statistics, no dropout) under torch.inference_mode().
 
 Remaining differences:
+  * Layout: ours is NCHW; PyTorch runs each (phase, batch) in NCHW and in channels_last (weights,
+    input and target converted, from which its kernels propagate the layout to activations,
+    gradients and Adam's state), and the faster is the one compared (--layouts restricts the set).
   * Transposed conv alignment: PyTorch's ConvTranspose2d(k=3, stride=2, padding=1,
     output_padding=1) crops the first row and column of the full (2n+1)-sized result, while Keras'
     'same' (and our engine) drops the last. Same output size, same FLOPs, shifted by one pixel.
@@ -41,7 +48,8 @@ Remaining differences:
   * Memory is not the same measure: ours is the engine's own peak (peak_MB counter), PyTorch's is
     the growth of the process's peak RSS (VmHWM, reset through /proc/self/clear_refs) over the
     current RSS just after `import torch`: weights, Adam state, activations, gradients, plus
-    allocator and oneDNN caches. Each PyTorch (phase, batch) runs in a fresh process.
+    allocator and oneDNN caches, reported for each layout. Each PyTorch (phase, batch, layout)
+    runs in a fresh process.
 Timings are the median of --iters steps after one untimed warm-up step.
 """
 import argparse
@@ -68,6 +76,8 @@ REPO = Path(__file__).resolve().parents[2]
 EXPECTED_PARAMS = 2_164_593  # trainable 2,161,649 + 2,944 BN running statistics
 PHASES = ("train_step", "inference")
 BN_EPS, BN_MOMENTUM = 1e-3, 0.1
+LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl")  # /proc/cpuinfo names
 
 
 def conv_block(cin, cout):
@@ -120,16 +130,17 @@ def count_parameters(model):
     return trainable, stats
 
 
-def measure(phase, batch, size, threads, iters):
-    """One (phase, batch) in a fresh process: (median ms per step, peak RSS growth in MB)."""
+def measure(phase, batch, size, threads, iters, layout):
+    """One (phase, batch, layout) in a fresh process: (median ms per step, peak RSS growth in MB)."""
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(1)
     base_kb = reset_peak_rss()
     torch.manual_seed(0)
-    model = UNet()
-    x = torch.rand(batch, 3, size, size)
+    memory_format = LAYOUTS[layout]
+    model = UNet().to(memory_format=memory_format)  # before Adam: its state takes the same layout
+    x = torch.rand(batch, 3, size, size).contiguous(memory_format=memory_format)
     if phase == "train_step":
-        target = (torch.rand(batch, 1, size, size) < 0.5).float()
+        target = (torch.rand(batch, 1, size, size) < 0.5).float().contiguous(memory_format=memory_format)
         opt = torch.optim.Adam(model.parameters(), lr=2e-3, betas=(0.9, 0.999), eps=1e-7)
         model.train()
 
@@ -184,22 +195,29 @@ def quiet_stderr():  # the profiler's native logging writes to fd 2 directly
             os.close(saved)
 
 
-def conv_backends(size):
-    """The ATen convolution kernels one eval forward of batch 1 dispatches to."""
-    model = UNet().eval()
+def conv_backends(size, layout):
+    """The ATen convolution kernels one eval forward of batch 1 in that layout dispatches to."""
+    memory_format = LAYOUTS[layout]
+    model = UNet().to(memory_format=memory_format).eval()
     generic = {"aten::conv2d", "aten::conv_transpose2d", "aten::convolution", "aten::_convolution"}
     with quiet_stderr(), torch.inference_mode(), torch.profiler.profile(
             activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        model(torch.rand(1, 3, size, size))
+        model(torch.rand(1, 3, size, size).contiguous(memory_format=memory_format))
     return sorted({e.name for e in prof.events() if "conv" in e.name and e.name not in generic})
 
 
-def cpu_model():
+def cpu_info():
+    """The first CPU's model name and flag set from /proc/cpuinfo ("unknown" and empty off Linux)."""
+    model, flags = "unknown", set()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown"
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "model name" and model == "unknown":
+                model = value.strip()
+            elif key == "flags" and not flags:
+                flags = set(value.split())
+    return model, flags
 
 
 def load_ours(args):
@@ -234,19 +252,29 @@ def fmt(value, digits=1):
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
-def print_table(rows, markdown):
-    head = ["phase", "batch", "ours ms", "torch ms", "torch/ours", "ours img/s", "torch img/s",
-            "ours peak MB", "torch peak MB*"]
+def parse_layouts(text):
+    layouts = text.split(",")
+    unknown = [name for name in layouts if name not in LAYOUTS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown layout {', '.join(unknown)}; choose from {', '.join(LAYOUTS)}")
+    return list(dict.fromkeys(layouts))  # unique, in the order given
+
+
+def print_table(head, rows, markdown):
+    left = [h in ("phase", "faster") for h in head]  # text columns; numbers align right
     if markdown:
         print("| " + " | ".join(head) + " |")
-        print("|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|")
+        print("|" + "|".join("---" if is_left else "---:" for is_left in left) + "|")
         for row in rows:
             print("| " + " | ".join(row) + " |")
     else:
         widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
         for row in [head] + rows:
-            print("  ".join(c.ljust(w) if i < 1 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
-    print("\ntorch/ours = torch ms / ours ms: > 1 means ours is faster.")
+            print("  ".join(c.ljust(w) if is_left else c.rjust(w)
+                            for c, w, is_left in zip(row, widths, left)))
+    print("\nfaster: the PyTorch layout with the lower time; torch best ms and img/s are that layout's.")
+    print("speed ours/torch best = torch best ms / ours ms: > 1 means ours is faster.")
     print("* torch peak MB: growth of the process's peak RSS during that run (not the same measure "
           "as ours, the engine's own peak).")
 
@@ -262,6 +290,8 @@ def main():
     p.add_argument("--ours-json", help="saved bench_e2e JSON output, instead of running the binary")
     p.add_argument("--torch-only", action="store_true")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    p.add_argument("--layouts", default=",".join(LAYOUTS), type=parse_layouts,
+                   help="PyTorch memory layouts to run, comma-separated (default: %(default)s)")
     args = p.parse_args()
     if not (args.torch_only or args.ours_json or Path(args.ours).is_file()):
         print(f"error: our benchmark binary {args.ours} is missing; build it with scripts/build.sh "
@@ -270,14 +300,18 @@ def main():
 
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
-    print(f"CPU: {cpu_model()}")
+    model_name, flags = cpu_info()
+    print(f"CPU: {model_name}")
+    print("ISA: " + ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in ISA_FLAGS))
     print(f"threads: {args.threads}; image {args.size}x{args.size}; batches "
           f"{','.join(map(str, args.batches))}; median of {args.iters} after 1 warm-up")
     print(f"torch {torch.__version__}; CPU capability {torch.backends.cpu.get_cpu_capability()}")
     for line in torch.__config__.parallel_info().splitlines()[:8]:
         print("  " + line.strip())
     print(f"oneDNN (mkldnn): available {torch.backends.mkldnn.is_available()}, "
-          f"enabled {torch.backends.mkldnn.enabled}; convolutions run by {', '.join(conv_backends(args.size))}")
+          f"enabled {torch.backends.mkldnn.enabled}")
+    for layout in args.layouts:
+        print(f"  {layout} convolutions run by {', '.join(conv_backends(args.size, layout))}")
     trainable, stats = count_parameters(UNet())
     print(f"parameters: {trainable + stats:,} (trainable {trainable:,} + BN statistics {stats:,})")
     assert trainable + stats == EXPECTED_PARAMS, f"expected {EXPECTED_PARAMS:,} parameters"
@@ -285,17 +319,27 @@ def main():
     ours = {} if args.torch_only else load_ours(args)
     print(flush=True)
     spawn = multiprocessing.get_context("spawn")
+    head = ["phase", "batch", "ours ms", *(f"torch {layout} ms" for layout in args.layouts), "faster",
+            "torch best ms", "speed ours/torch best (>1: ours faster)", "ours img/s", "torch best img/s",
+            "ours peak MB", *(f"torch {layout} peak MB*" for layout in args.layouts)]
     rows = []
     for phase in PHASES:
         for batch in args.batches:
-            with spawn.Pool(1) as pool:
-                torch_ms, torch_mb = pool.apply(measure, (phase, batch, args.size, args.threads, args.iters))
+            torch_runs = {}  # layout: (ms, peak MB)
+            for layout in args.layouts:
+                with spawn.Pool(1) as pool:
+                    torch_runs[layout] = pool.apply(
+                        measure, (phase, batch, args.size, args.threads, args.iters, layout))
+                print(f"  torch {phase} batch {batch} {layout}: {torch_runs[layout][0]:.1f} ms",
+                      file=sys.stderr, flush=True)
+            best = min(torch_runs, key=lambda layout: torch_runs[layout][0])
+            best_ms = torch_runs[best][0]
             ours_ms, ours_ips, ours_mb = ours.get((phase, batch), (None, None, None))
-            ratio = torch_ms / ours_ms if ours_ms else None
-            rows.append([phase, str(batch), fmt(ours_ms), fmt(torch_ms), fmt(ratio, 2), fmt(ours_ips, 2),
-                         fmt(batch * 1e3 / torch_ms, 2), fmt(ours_mb, 0), fmt(torch_mb, 0)])
-            print(f"  torch {phase} batch {batch}: {torch_ms:.1f} ms", file=sys.stderr, flush=True)
-    print_table(rows, args.markdown)
+            ratio = best_ms / ours_ms if ours_ms else None
+            rows.append([phase, str(batch), fmt(ours_ms), *(fmt(ms) for ms, _ in torch_runs.values()), best,
+                         fmt(best_ms), fmt(ratio, 2), fmt(ours_ips, 2), fmt(batch * 1e3 / best_ms, 2),
+                         fmt(ours_mb, 0), *(fmt(mb, 0) for _, mb in torch_runs.values())])
+    print_table(head, rows, args.markdown)
     return 0
 
 
