@@ -1,77 +1,226 @@
 // CPU batch normalisation (training and inference), optionally fused with the ReLU after it.
 //
-// One thread owns each channel and walks its N planes in order, so every per-channel sum is
-// accumulated in double in a fixed order: results are bitwise identical for any thread count.
+// Each channel's N planes are cut into runs of at most kChunk contiguous values, a cut fixed by
+// the shape alone. A per-channel sum is one double partial per run, and the partials are combined
+// in run order, so results are bitwise identical for any thread count; and since the runs, not
+// the channels, are shared among threads, a batch-1 layer with few channels still uses every core.
+//
+// Training sweeps each channel twice (statistics, then the output or input gradient). Channels go
+// a cache-sized group at a time and a static schedule gives each thread the same runs in both
+// sweeps, so the second sweep reads the cache instead of memory.
+//
 // The fused ReLU uses relu_forward's and relu_backward's exact expressions, so fused and unfused
 // results agree bit for bit.
 #include "kernels/cpu/batchnorm.h"
 
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
 #include <cmath>
+#include <cstdint>
 #include <stdexcept>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "kernels/cpu/reduce.h"
 
 namespace unet::cpu {
 namespace {
 
-// Calls f(i) for every flat index i of channel c: the channel is N contiguous planes of hw.
-template <typename F>
-void for_channel(const BatchNormShape& s, int c, F f) {
-  for (int n = 0; n < s.n; ++n) {
-    const std::size_t start = (std::size_t(n) * s.c + c) * s.hw;
-    const std::size_t end = start + s.hw;
-    for (std::size_t i = start; i < end; ++i) f(i);
-  }
-}
+using detail::kParallelMin;
 
-struct Moments {
-  double mean, var;  // var is biased (divided by N * HW)
+// A run re-read right after its first sweep is still in the core's L1 or L2 cache.
+constexpr int kChunk = 4096;
+// Values of one channel group: the group's x, dy and y (12 bytes a value) fit in the L2 caches
+// of two cores, so a training pass's second sweep hits the cache. A group is at least a channel.
+constexpr std::size_t kGroupValues = std::size_t(1) << 18;
+
+// The runs of a shape: each plane is cut into `pieces` runs of near-equal length.
+struct Runs {
+  int pieces = 0, per_channel = 0;  // runs per plane, per channel (n * pieces)
+
+  explicit Runs(const BatchNormShape& s)
+      : pieces((s.hw + kChunk - 1) / kChunk), per_channel(s.n * pieces) {}
+
+  struct Run {
+    std::size_t begin;  // flat index of the first value
+    int size;
+  };
+  // Run k (0 <= k < per_channel) of channel c: plane k / pieces, piece k % pieces.
+  Run run(const BatchNormShape& s, int c, int k) const {
+    const int n = k / pieces, piece = k % pieces;
+    const auto cut = [&](int j) { return int(int64_t(s.hw) * j / pieces); };
+    return {(std::size_t(n) * s.c + c) * s.hw + std::size_t(cut(piece)),
+            cut(piece + 1) - cut(piece)};
+  }
 };
 
-// Mean first, then the mean squared deviation: unlike E[x^2] - E[x]^2 this does not cancel
-// catastrophically when the mean is large compared with the spread.
+int channels_per_group(const BatchNormShape& s) {
+  return int(std::clamp<std::size_t>(kGroupValues / std::max<std::size_t>(s.per_channel(), 1), 1,
+                                     std::size_t(s.c)));
+}
+
+// Four doubles in an AVX2 register. GCC's vector operators accept it mixed with scalars, so each
+// loop body below is a generic lambda written once and run on four values at a time (W = Quad)
+// and on the last few values of a run one at a time (W = double). All arithmetic is in double.
+using Quad = __m256d;
+
+double widen(const float* p, double) { return double(*p); }
+double widen(const double* p, double) { return *p; }
+Quad widen(const float* p, Quad) { return _mm256_cvtps_pd(_mm_loadu_ps(p)); }
+Quad widen(const double* p, Quad) { return _mm256_loadu_pd(p); }
+
+// Rounds to T, in a scalar or a register of T.
+float narrow(double v, float*) { return float(v); }
+double narrow(double v, double*) { return v; }
+__m128 narrow(Quad v, float*) { return _mm256_cvtpd_ps(v); }
+Quad narrow(Quad v, double*) { return v; }
+
+void store(float* p, float v) { *p = v; }
+void store(double* p, double v) { *p = v; }
+void store(float* p, __m128 v) { _mm_storeu_ps(p, v); }
+void store(double* p, Quad v) { _mm256_storeu_pd(p, v); }
+
+template <typename F>
+void for_run(int size, F f) {
+  int i = 0;
+  for (; i + 4 <= size; i += 4) f(i, Quad{});
+  for (; i < size; ++i) f(i, 0.0);
+}
+
+// K sums over a run, each in eight interleaved accumulators (value i into lane i % 8) that are
+// folded in a fixed tree at the end: the order of additions depends on the run's length alone.
+// term(i, acc) adds the terms of value i into acc[0..K), or of values i..i+3 when acc holds
+// registers.
+template <int K, typename Term>
+std::array<double, K> lane_sums(int size, Term term) {
+  Quad low[K] = {}, high[K] = {};  // lanes 0-3 and 4-7
+  int i = 0;
+  for (; i + 8 <= size; i += 8) {
+    term(i, low);
+    term(i + 4, high);
+  }
+  double lanes[8][K];
+  for (int k = 0; k < K; ++k) {
+    double q[8];
+    _mm256_storeu_pd(q, low[k]);
+    _mm256_storeu_pd(q + 4, high[k]);
+    for (int l = 0; l < 8; ++l) lanes[l][k] = q[l];
+  }
+  for (int l = 0; i < size; ++i, ++l) term(i, lanes[l]);
+  std::array<double, K> sums;
+  for (int k = 0; k < K; ++k) {
+    const auto pair = [&](int l) { return lanes[l][k] + lanes[l + 1][k]; };
+    sums[k] = (pair(0) + pair(2)) + (pair(4) + pair(6));
+  }
+  return sums;
+}
+
+// The value type (double or Quad) of an accumulator array passed to a lane_sums term.
+template <typename Acc>
+using Wide = std::remove_cvref_t<decltype(std::declval<Acc>()[0])>;
+
+// Count, mean and sum of squared deviations from the mean (m2) of a set of values.
+struct Moments {
+  double count = 0, mean = 0, m2 = 0;
+};
+
+// Mean first, then the squared deviations from it (the run is in L1 by then): unlike
+// E[x^2] - E[x]^2 this does not cancel catastrophically when the mean is large compared with the
+// spread.
 template <typename T>
-Moments channel_moments(const BatchNormShape& s, int c, const T* x) {
-  const double count = double(s.per_channel());
-  double total = 0;
-  for_channel(s, c, [&](std::size_t i) { total += double(x[i]); });
-  const double mean = total / count;
-  double squares = 0;
-  for_channel(s, c, [&](std::size_t i) {
-    const double d = double(x[i]) - mean;
-    squares += d * d;
-  });
-  return {mean, squares / count};
+Moments run_moments(const T* x, int size) {
+  const double total = lane_sums<1>(size, [&](int i, auto& acc) {
+    acc[0] += widen(x + i, Wide<decltype(acc)>{});
+  })[0];
+  const double mean = total / size;
+  const double m2 = lane_sums<1>(size, [&](int i, auto& acc) {
+    const auto d = widen(x + i, Wide<decltype(acc)>{}) - mean;
+    acc[0] += d * d;
+  })[0];
+  return {double(size), mean, m2};
+}
+
+// The moments of the union of two disjoint sets (Chan, Golub & LeVeque), as stable as the
+// two-pass formula on the whole set.
+Moments merge(const Moments& a, const Moments& b) {
+  const double count = a.count + b.count, delta = b.mean - a.mean;
+  return {count, a.mean + delta * (b.count / count),
+          a.m2 + b.m2 + delta * delta * (a.count * b.count / count)};
+}
+
+// Stores v rounded to T, through relu_forward's expression when relu is set.
+template <typename T, typename W>
+void store_output(T* y, W v, bool relu) {
+  const auto t = narrow(v, y);
+  store(y, relu ? (t < T(0) ? T(0) : t) : t);
 }
 
 template <typename T>
-void normalise_channel(const BatchNormShape& s, int c, const T* x, double mean, double invstd,
-                       T gamma, T beta, bool relu, T* y) {
-  const double scale = double(gamma) * invstd;
-  for_channel(s, c, [&](std::size_t i) {
-    const T v = T((double(x[i]) - mean) * scale + double(beta));
-    y[i] = relu && v < T(0) ? T(0) : v;
+void normalise_run(const T* x, int size, double mean, double scale, double beta, bool relu,
+                   T* y) {
+  for_run(size, [&](int i, auto w) {
+    store_output(y + i, (widen(x + i, w) - mean) * scale + beta, relu);
   });
 }
 
-// The gradient reaching the normalisation's output: dy, zeroed where the ReLU was off.
-template <typename T>
-double masked_dy(const T* dy, const T* y, std::size_t i, bool relu) {
-  return relu && !(y[i] > T(0)) ? 0.0 : double(dy[i]);
+// The gradient reaching the normalisation's output: dy, zeroed where the ReLU was off (as
+// relu_backward does). Relu is a template parameter so that y, which may be null without the
+// ReLU, is read only with it.
+template <bool Relu, typename T, typename W>
+W masked_dy(const T* dy, const T* y, int i, W w) {
+  const W d = widen(dy + i, w);
+  if constexpr (Relu) return widen(y + i, w) > 0.0 ? d : 0.0;
+  return d;
 }
 
 struct GradSums {
-  double dy = 0, dy_xhat = 0;  // sum(dy') and sum(dy' * xhat): dbeta and dgamma
+  double dy = 0, dy_x = 0;  // sum(dy') and sum(dy' (x - mean)): dbeta and dgamma / invstd
 };
 
-template <typename T>
-GradSums channel_grad_sums(const BatchNormShape& s, int c, const T* dy, const T* x, const T* y,
-                           double mean, double invstd, bool relu) {
-  GradSums g;
-  for_channel(s, c, [&](std::size_t i) {
-    const double d = masked_dy(dy, y, i, relu);
-    g.dy += d;
-    g.dy_xhat += d * (double(x[i]) - mean) * invstd;
+template <bool Relu, typename T>
+GradSums run_grad_sums(const T* dy, const T* x, const T* y, int size, double mean) {
+  const auto sums = lane_sums<2>(size, [&](int i, auto& acc) {
+    using W = Wide<decltype(acc)>;
+    const W d = masked_dy<Relu>(dy, y, i, W{});
+    acc[0] += d;
+    acc[1] += d * (widen(x + i, W{}) - mean);
   });
+  return {sums[0], sums[1]};
+}
+
+// A channel's sums from its runs' partials, added in run order.
+GradSums channel_sums(const std::vector<GradSums>& partial, int c, int per_channel) {
+  GradSums g;
+  for (int k = 0; k < per_channel; ++k) {
+    const GradSums& p = partial[std::size_t(c) * per_channel + k];
+    g.dy += p.dy;
+    g.dy_x += p.dy_x;
+  }
   return g;
+}
+
+// The training input gradient (formula at batchnorm_backward_train) over one run.
+template <bool Relu, typename T>
+void train_dx_run(const T* dy, const T* x, const T* y, int size, double mean, double invstd,
+                  double k, double mean_dy, double mean_dy_xhat, T* dx) {
+  for_run(size, [&](int i, auto w) {
+    const auto xhat = (widen(x + i, w) - mean) * invstd;
+    store(dx + i, narrow(k * (masked_dy<Relu>(dy, y, i, w) - mean_dy - xhat * mean_dy_xhat),
+                         dx));
+  });
+}
+
+// The inference input gradient dx = k dy' over one run, then the sums (the run is in cache).
+template <bool Relu, typename T>
+GradSums infer_dx_run(const T* dy, const T* x, const T* y, int size, double mean, double k,
+                      T* dx) {
+  for_run(size, [&](int i, auto w) {
+    store(dx + i, narrow(k * masked_dy<Relu>(dy, y, i, w), dx));
+  });
+  return run_grad_sums<Relu>(dy, x, y, size, mean);
 }
 
 double inverse_std(double var, double eps) { return 1.0 / std::sqrt(var + eps); }
@@ -85,27 +234,56 @@ void batchnorm_forward_train(const BatchNormShape& s, const T* x, const T* gamma
   // The unbiased variance divides by N * HW - 1.
   if (s.per_channel() < 2)
     throw std::invalid_argument("batchnorm_forward_train: needs at least 2 values per channel");
-  const double count = double(s.per_channel());
+  const Runs runs(s);
+  const int group = channels_per_group(s);
   const double mom = double(momentum);
-#pragma omp parallel for schedule(static)
-  for (int c = 0; c < s.c; ++c) {
-    const Moments mo = channel_moments(s, c, x);
-    const double invstd = inverse_std(mo.var, double(eps));
-    normalise_channel(s, c, x, mo.mean, invstd, gamma[c], beta[c], relu, y);
-    save_mean[c] = T(mo.mean);
-    save_invstd[c] = T(invstd);
-    running_mean[c] = T((1 - mom) * double(running_mean[c]) + mom * mo.mean);
-    running_var[c] = T((1 - mom) * double(running_var[c]) + mom * mo.var * count / (count - 1));
+  std::vector<Moments> partial(std::size_t(s.c) * runs.per_channel);
+  std::vector<double> mean(s.c), invstd(s.c);
+#pragma omp parallel if (s.size() >= kParallelMin)
+  for (int c0 = 0; c0 < s.c; c0 += group) {
+    const int c1 = std::min(s.c, c0 + group), work = (c1 - c0) * runs.per_channel;
+    const std::size_t first = std::size_t(c0) * runs.per_channel;
+#pragma omp for schedule(static)
+    for (int w = 0; w < work; ++w) {
+      const auto r = runs.run(s, c0 + w / runs.per_channel, w % runs.per_channel);
+      partial[first + w] = run_moments(x + r.begin, r.size);
+    }
+#pragma omp for schedule(static)
+    for (int c = c0; c < c1; ++c) {
+      const Moments* p = &partial[std::size_t(c) * runs.per_channel];
+      Moments mo = p[0];
+      for (int k = 1; k < runs.per_channel; ++k) mo = merge(mo, p[k]);
+      const double var = mo.m2 / mo.count;  // biased
+      mean[c] = mo.mean;
+      invstd[c] = inverse_std(var, double(eps));
+      save_mean[c] = T(mean[c]);
+      save_invstd[c] = T(invstd[c]);
+      running_mean[c] = T((1 - mom) * double(running_mean[c]) + mom * mo.mean);
+      running_var[c] =
+          T((1 - mom) * double(running_var[c]) + mom * var * mo.count / (mo.count - 1));
+    }
+#pragma omp for schedule(static)
+    for (int w = 0; w < work; ++w) {
+      const int c = c0 + w / runs.per_channel;
+      const auto r = runs.run(s, c, w % runs.per_channel);
+      normalise_run(x + r.begin, r.size, mean[c], double(gamma[c]) * invstd[c], double(beta[c]),
+                    relu, y + r.begin);
+    }
   }
 }
 
 template <typename T>
 void batchnorm_forward_infer(const BatchNormShape& s, const T* x, const T* gamma, const T* beta,
                              const T* running_mean, const T* running_var, T eps, T* y, bool relu) {
-#pragma omp parallel for schedule(static)
-  for (int c = 0; c < s.c; ++c) {
+  const Runs runs(s);
+  const int work = s.c * runs.per_channel;
+#pragma omp parallel for schedule(static) if (s.size() >= kParallelMin)
+  for (int w = 0; w < work; ++w) {
+    const int c = w / runs.per_channel;
+    const auto r = runs.run(s, c, w % runs.per_channel);
     const double invstd = inverse_std(double(running_var[c]), double(eps));
-    normalise_channel(s, c, x, double(running_mean[c]), invstd, gamma[c], beta[c], relu, y);
+    normalise_run(x + r.begin, r.size, double(running_mean[c]), double(gamma[c]) * invstd,
+                  double(beta[c]), relu, y + r.begin);
   }
 }
 
@@ -115,19 +293,47 @@ template <typename T>
 void batchnorm_backward_train(const BatchNormShape& s, const T* dy, const T* x, const T* y,
                               const T* gamma, const T* save_mean, const T* save_invstd, T* dx,
                               T* dgamma, T* dbeta, bool relu) {
+  const Runs runs(s);
+  const int group = channels_per_group(s);
   const double count = double(s.per_channel());
-#pragma omp parallel for schedule(static)
-  for (int c = 0; c < s.c; ++c) {
-    const double mean = double(save_mean[c]), invstd = double(save_invstd[c]);
-    const GradSums g = channel_grad_sums(s, c, dy, x, y, mean, invstd, relu);
-    dgamma[c] = T(g.dy_xhat);
-    dbeta[c] = T(g.dy);
-    const double k = double(gamma[c]) * invstd;
-    const double mean_dy = g.dy / count, mean_dy_xhat = g.dy_xhat / count;
-    for_channel(s, c, [&](std::size_t i) {
-      const double xhat = (double(x[i]) - mean) * invstd;
-      dx[i] = T(k * (masked_dy(dy, y, i, relu) - mean_dy - xhat * mean_dy_xhat));
-    });
+  std::vector<GradSums> partial(std::size_t(s.c) * runs.per_channel);
+  std::vector<double> mean_dy(s.c), mean_dy_xhat(s.c);
+#pragma omp parallel if (s.size() >= kParallelMin)
+  for (int c0 = 0; c0 < s.c; c0 += group) {
+    const int c1 = std::min(s.c, c0 + group), work = (c1 - c0) * runs.per_channel;
+    const std::size_t first = std::size_t(c0) * runs.per_channel;
+#pragma omp for schedule(static)
+    for (int w = 0; w < work; ++w) {
+      const int c = c0 + w / runs.per_channel;
+      const auto r = runs.run(s, c, w % runs.per_channel);
+      const T* yr = y ? y + r.begin : y;
+      const double mean = double(save_mean[c]);
+      partial[first + w] = relu ? run_grad_sums<true>(dy + r.begin, x + r.begin, yr, r.size, mean)
+                                : run_grad_sums<false>(dy + r.begin, x + r.begin, yr, r.size, mean);
+    }
+#pragma omp for schedule(static)
+    for (int c = c0; c < c1; ++c) {
+      const GradSums g = channel_sums(partial, c, runs.per_channel);
+      const double dy_xhat = g.dy_x * double(save_invstd[c]);
+      dgamma[c] = T(dy_xhat);
+      dbeta[c] = T(g.dy);
+      mean_dy[c] = g.dy / count;
+      mean_dy_xhat[c] = dy_xhat / count;
+    }
+#pragma omp for schedule(static)
+    for (int w = 0; w < work; ++w) {
+      const int c = c0 + w / runs.per_channel;
+      const auto r = runs.run(s, c, w % runs.per_channel);
+      const double mean = double(save_mean[c]), invstd = double(save_invstd[c]);
+      const double k = double(gamma[c]) * invstd;
+      const T* yr = y ? y + r.begin : y;
+      if (relu)
+        train_dx_run<true>(dy + r.begin, x + r.begin, yr, r.size, mean, invstd, k, mean_dy[c],
+                           mean_dy_xhat[c], dx + r.begin);
+      else
+        train_dx_run<false>(dy + r.begin, x + r.begin, yr, r.size, mean, invstd, k, mean_dy[c],
+                            mean_dy_xhat[c], dx + r.begin);
+    }
   }
 }
 
@@ -135,15 +341,29 @@ template <typename T>
 void batchnorm_backward_infer(const BatchNormShape& s, const T* dy, const T* x, const T* y,
                               const T* gamma, const T* running_mean, const T* running_var, T eps,
                               T* dx, T* dgamma, T* dbeta, bool relu) {
-#pragma omp parallel for schedule(static)
-  for (int c = 0; c < s.c; ++c) {
-    const double mean = double(running_mean[c]);
-    const double invstd = inverse_std(double(running_var[c]), double(eps));
-    const GradSums g = channel_grad_sums(s, c, dy, x, y, mean, invstd, relu);
-    dgamma[c] = T(g.dy_xhat);
-    dbeta[c] = T(g.dy);
-    const double k = double(gamma[c]) * invstd;
-    for_channel(s, c, [&](std::size_t i) { dx[i] = T(k * masked_dy(dy, y, i, relu)); });
+  const Runs runs(s);
+  const int work = s.c * runs.per_channel;
+  std::vector<GradSums> partial(std::size_t(s.c) * runs.per_channel);
+#pragma omp parallel if (s.size() >= kParallelMin)
+  {
+#pragma omp for schedule(static)
+    for (int w = 0; w < work; ++w) {
+      const int c = w / runs.per_channel;
+      const auto r = runs.run(s, c, w % runs.per_channel);
+      const double mean = double(running_mean[c]);
+      const double k = double(gamma[c]) * inverse_std(double(running_var[c]), double(eps));
+      const T* yr = y ? y + r.begin : y;
+      partial[w] = relu ? infer_dx_run<true>(dy + r.begin, x + r.begin, yr, r.size, mean, k,
+                                             dx + r.begin)
+                        : infer_dx_run<false>(dy + r.begin, x + r.begin, yr, r.size, mean, k,
+                                              dx + r.begin);
+    }
+#pragma omp for schedule(static)
+    for (int c = 0; c < s.c; ++c) {
+      const GradSums g = channel_sums(partial, c, runs.per_channel);
+      dgamma[c] = T(g.dy_x * inverse_std(double(running_var[c]), double(eps)));
+      dbeta[c] = T(g.dy);
+    }
   }
 }
 

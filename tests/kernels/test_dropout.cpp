@@ -129,3 +129,21 @@ TEST_CASE("dropout: backward applies the mask and matches finite differences",
   require_close(dx, numeric_gradient([&] { return dot(drop(x, p, 11, 3).y, r); }, x), 1e-6, 1e-5,
                 "dx");
 }
+
+TEST_CASE("dropout: vectorised mask equals Philox for float and double p, any start",
+          "[dropout]") {
+  // p = 0.25 and 0.5 put p 2^24 on an integer, the edge of the integer threshold; offsets that
+  // are not multiples of 4 start and end the vector batches mid-counter.
+  for (const double p : {0.25, 0.5, 0.3, 1e-9}) {
+    for (const uint64_t offset : {0, 1, 6, 4099}) {
+      const std::size_t n = 4096 + 77;
+      const auto fmask = mask_of(n, float(p), 21, offset);
+      const auto dmask = drop(std::vector<double>(n, 1.0), p, 21, offset).mask;
+      for (std::size_t i = 0; i < n; ++i) {
+        const float u = unet::kernels::philox_uniform_at(21, offset, i);
+        REQUIRE(fmask[i] == uint8_t(u >= float(p)));
+        REQUIRE(dmask[i] == uint8_t(double(u) >= p));
+      }
+    }
+  }
+}

@@ -128,3 +128,25 @@ TEST_CASE("maxpool: backward matches finite differences", "[pool][gradient]") {
     require_close(dx, numeric_gradient([&] { return dot(pool(s, x).y, r); }, x), 1e-6, 1e-5, "dx");
   }
 }
+
+TEST_CASE("maxpool: the vectorised float rows agree with the scalar double path", "[pool]") {
+  // Rows of 18 and 15 windows (one block of eight plus an overlapping one, odd edges dropped),
+  // values on a coarse grid so that ties are common, and NaNs scattered in.
+  for (const Pool2dShape s : {Pool2dShape{2, 3, 9, 37}, Pool2dShape{1, 2, 8, 30}}) {
+    auto xd = random_vector(s.x_size(), 4);
+    for (auto& v : xd) v = std::round(v * 4) / 4;
+    for (std::size_t i = 0; i < xd.size(); i += 23) xd[i] = std::numeric_limits<double>::quiet_NaN();
+    const std::vector<float> xf(xd.begin(), xd.end());
+    const Pooled<double> want = pool(s, xd);
+    const Pooled<float> got = pool(s, xf);
+    CHECK(got.argmax == want.argmax);
+    for (std::size_t o = 0; o < got.y.size(); ++o)
+      REQUIRE((std::isnan(want.y[o]) ? std::isnan(got.y[o]) : double(got.y[o]) == want.y[o]));
+
+    const auto dyf = random_vector<float>(s.y_size(), 5);
+    const std::vector<double> dyd(dyf.begin(), dyf.end());
+    const std::vector<double> dxd = unpool(s, dyd, want.argmax);
+    const std::vector<float> dxf = unpool(s, dyf, want.argmax);
+    CHECK(std::vector<double>(dxf.begin(), dxf.end()) == dxd);
+  }
+}
