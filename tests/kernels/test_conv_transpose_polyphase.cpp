@@ -1,0 +1,184 @@
+// The polyphase transposed convolutions (kernels/cpu/conv_transpose_polyphase.h), all three
+// directions on both instruction sets' direct kernels, against the double-precision scatter loops
+// of tests/support (written from the definition, not via conv2d); plus bitwise thread-count
+// independence. Shapes cover every way a phase can differ: kernels 1 to 5 with strides 1 to 3
+// (sub-kernels of different sizes, phases that receive no tap), 'same' and 'valid', odd sizes,
+// explicit padding larger than the kernel, and outputs cropped to fewer rows than the stride.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "kernels/cpu/conv_transpose_polyphase.h"
+#include "kernels/cpu/isa.h"
+#include "tests/support/conv_reference.h"
+#include "tests/support/gradcheck.h"
+
+namespace {
+
+using unet::cpu::Isa;
+using unet::cpu::polyphase::ConvTranspose2dShape;
+using unet::kernels::conv_transpose2d_shape;
+using unet::kernels::Padding;
+using unet::test::describe;
+using unet::test::naive_backward;
+using unet::test::naive_forward;
+using unet::test::random_vector;
+using unet::test::require_close;
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+struct Kernels {
+  Isa isa;
+  void (*forward)(const ConvTranspose2dShape&, const float*, const float*, const float*, float*);
+  void (*backward_data)(const ConvTranspose2dShape&, const float*, const float*, float*);
+  void (*backward_filter)(const ConvTranspose2dShape&, const float*, const float*, float*, float*);
+};
+
+const Kernels kAvx2{Isa::Avx2, unet::cpu::polyphase::conv_transpose2d_forward_avx2,
+                    unet::cpu::polyphase::conv_transpose2d_backward_data_avx2,
+                    unet::cpu::polyphase::conv_transpose2d_backward_filter_avx2};
+const Kernels kAvx512{Isa::Avx512, unet::cpu::polyphase::conv_transpose2d_forward_avx512,
+                      unet::cpu::polyphase::conv_transpose2d_backward_data_avx512,
+                      unet::cpu::polyphase::conv_transpose2d_backward_filter_avx512};
+
+// The instruction sets this CPU runs (UNET_ISA=avx2 caps them); says once which it skips.
+std::vector<Kernels> available_kernels() {
+  static bool warned = false;
+  std::vector<Kernels> found;
+  for (const Kernels& k : {kAvx2, kAvx512}) {
+    if (unet::cpu::isa_available(k.isa)) {
+      found.push_back(k);
+    } else if (!warned) {
+      WARN("skipping " << unet::cpu::to_string(k.isa) << ": not available here (CPU or UNET_ISA)");
+    }
+  }
+  warned = true;
+  return found;
+}
+
+std::vector<float> to_float(const std::vector<double>& v) { return {v.begin(), v.end()}; }
+
+double max_abs(const std::vector<double>& v) {
+  double m = 0.0;
+  for (double e : v) m = std::max(m, std::abs(e));
+  return m;
+}
+
+// Float sums of many products: an error bound relative to the largest element.
+void require_near(const std::vector<float>& got, const std::vector<double>& expected, const char* what) {
+  require_close(got, expected, 1e-4 * std::max(max_abs(expected), 1.0), 0.0, what);
+}
+
+// dbias: the sum of dy over images and pixels, per output channel.
+std::vector<double> bias_grad(const ConvTranspose2dShape& s, const std::vector<double>& dy) {
+  std::vector<double> db(std::size_t(s.c_out), 0.0);
+  const std::size_t plane = std::size_t(s.h_out) * s.w_out;
+  for (std::size_t e = 0; e < dy.size(); ++e) db[e / plane % std::size_t(s.c_out)] += dy[e];
+  return db;
+}
+
+// Every direction, with and without bias / dbias, for every available instruction set; outputs
+// start as NaN, so an element left unwritten fails.
+void check_all(const ConvTranspose2dShape& s, uint32_t seed) {
+  INFO(describe(s));
+  REQUIRE(unet::cpu::polyphase::supports(s));
+  const auto x = random_vector(s.x_size(), seed);
+  const auto w = random_vector(s.w_size(), seed + 1);
+  const auto b = random_vector(std::size_t(s.c_out), seed + 2);
+  const auto dy = random_vector(s.y_size(), seed + 3);
+  const auto y_bias = naive_forward(s, x, w, b);
+  const auto y_plain = naive_forward(s, x, w, {});
+  const auto grads = naive_backward(s, x, w, dy);
+  const auto db = bias_grad(s, dy);
+  const auto xf = to_float(x), wf = to_float(w), bf = to_float(b), dyf = to_float(dy);
+  for (const Kernels& k : available_kernels()) {
+    INFO(unet::cpu::to_string(k.isa));
+    std::vector<float> y(s.y_size(), kNaN);
+    k.forward(s, xf.data(), wf.data(), bf.data(), y.data());
+    require_near(y, y_bias, "y with bias");
+    y.assign(s.y_size(), kNaN);
+    k.forward(s, xf.data(), wf.data(), nullptr, y.data());
+    require_near(y, y_plain, "y without bias");
+    std::vector<float> dx(s.x_size(), kNaN);
+    k.backward_data(s, dyf.data(), wf.data(), dx.data());
+    require_near(dx, grads.dx, "dx");
+    std::vector<float> dw(s.w_size(), kNaN), dbias(std::size_t(s.c_out), kNaN);
+    k.backward_filter(s, xf.data(), dyf.data(), dw.data(), dbias.data());
+    require_near(dw, grads.dw, "dw");
+    require_near(dbias, db, "dbias");
+    dw.assign(s.w_size(), kNaN);
+    k.backward_filter(s, xf.data(), dyf.data(), dw.data(), nullptr);
+    require_near(dw, grads.dw, "dw without dbias");
+  }
+}
+
+}  // namespace
+
+TEST_CASE("polyphase conv_transpose: the U-Net's 3x3 stride 2 'same', odd sizes", "[conv_transpose_polyphase]") {
+  check_all(conv_transpose2d_shape(2, 3, 5, 7, 4, 3, 2, Padding::Same), 1);
+  check_all(conv_transpose2d_shape(1, 5, 4, 4, 3, 3, 2, Padding::Same), 2);
+  check_all(conv_transpose2d_shape(1, 1, 1, 1, 1, 3, 2, Padding::Same), 3);  // one pixel
+  check_all(conv_transpose2d_shape(2, 9, 15, 15, 17, 3, 2, Padding::Same), 4);
+}
+
+TEST_CASE("polyphase conv_transpose: kernels 1 to 5, strides 1 to 3, same and valid", "[conv_transpose_polyphase]") {
+  uint32_t seed = 100;
+  for (int stride : {1, 2, 3})
+    for (int k : {1, 2, 3, 4, 5})
+      for (Padding padding : {Padding::Same, Padding::Valid})
+        for (int n : {1, 2}) {
+          check_all(conv_transpose2d_shape(n, 3, 5 + n, 4 + k, 2 + n, k, stride, padding), seed);
+          seed += 10;
+        }
+}
+
+TEST_CASE("polyphase conv_transpose: explicit padding, cropped and tiny outputs", "[conv_transpose_polyphase]") {
+  // {n, c_in, h_in, w_in, c_out, kh, kw, stride, pad_top, pad_left, h_out, w_out}
+  // More padding than kernel (class convs start before x), kh != kw, output shorter than 'valid'.
+  check_all(ConvTranspose2dShape{2, 3, 6, 5, 4, 3, 2, 2, 3, 2, 7, 6}, 300);
+  check_all(ConvTranspose2dShape{1, 2, 5, 7, 3, 4, 5, 3, 4, 1, 9, 14}, 310);
+  // Output larger than 'valid' (rows no tap reaches: bias only), and outputs of 1 and 2 rows,
+  // fewer than the stride's phases.
+  check_all(ConvTranspose2dShape{1, 2, 3, 4, 2, 3, 3, 2, 0, 1, 9, 11}, 320);
+  check_all(ConvTranspose2dShape{2, 2, 3, 3, 3, 3, 3, 3, 1, 0, 1, 2}, 330);
+  // Kernel smaller than the stride with padding: every phase but one is bias only.
+  check_all(ConvTranspose2dShape{1, 3, 4, 5, 2, 1, 2, 3, 2, 1, 12, 15}, 340);
+}
+
+TEST_CASE("polyphase conv_transpose: results are bitwise identical for 1 and 2 threads", "[conv_transpose_polyphase]") {
+  const auto same_bits = [](const std::vector<float>& a, const std::vector<float>& c) {
+    return a.size() == c.size() && std::memcmp(a.data(), c.data(), a.size() * sizeof(float)) == 0;
+  };
+  const int saved = omp_get_max_threads();
+  for (const auto& s : {conv_transpose2d_shape(3, 16, 15, 15, 24, 3, 2, Padding::Same),
+                        conv_transpose2d_shape(2, 5, 7, 9, 6, 4, 3, Padding::Valid)}) {
+    INFO(describe(s));
+    const auto x = random_vector<float>(s.x_size(), 400);
+    const auto w = random_vector<float>(s.w_size(), 401);
+    const auto b = random_vector<float>(std::size_t(s.c_out), 402);
+    const auto dy = random_vector<float>(s.y_size(), 403);
+    for (const Kernels& k : available_kernels()) {
+      INFO(unet::cpu::to_string(k.isa));
+      std::vector<float> y[2], dx[2], dw[2], db[2];
+      for (int t = 0; t < 2; ++t) {
+        omp_set_num_threads(t + 1);
+        y[t].resize(s.y_size());
+        dx[t].resize(s.x_size());
+        dw[t].resize(s.w_size());
+        db[t].resize(std::size_t(s.c_out));
+        k.forward(s, x.data(), w.data(), b.data(), y[t].data());
+        k.backward_data(s, dy.data(), w.data(), dx[t].data());
+        k.backward_filter(s, x.data(), dy.data(), dw[t].data(), db[t].data());
+      }
+      omp_set_num_threads(saved);
+      CHECK(same_bits(y[0], y[1]));
+      CHECK(same_bits(dx[0], dx[1]));
+      CHECK(same_bits(dw[0], dw[1]));
+      CHECK(same_bits(db[0], db[1]));
+    }
+  }
+}
