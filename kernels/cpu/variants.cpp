@@ -37,14 +37,15 @@ bool large_plane_not_1x1(const KernelCall& c) {
   return not_1x1(c) && std::size_t(c.conv.h_out) * std::size_t(c.conv.w_out) > 30 * 30;
 }
 bool polyphase_handles(const KernelCall& c) { return polyphase::supports(c.conv_t); }
-// Where the rule picks the polyphase transposed convolutions (bench_kernels, U-Net at batch 6):
-// on the large input planes of the shallow decoder levels. On the 15x15 and 30x30 planes of the
-// deep levels one GEMM beats the four small direct convolutions, each of which copies x into its
-// padded buffer and packs its weights (and whose weight gradients run at half their peak there);
-// AVX2 wins only on the largest planes.
-std::size_t input_plane(const KernelCall& c) { return std::size_t(c.conv_t.h_in) * std::size_t(c.conv_t.w_in); }
-bool polyphase_avx512_preferred(const KernelCall& c) { return input_plane(c) >= 60 * 60; }
-bool polyphase_avx2_preferred(const KernelCall& c) { return input_plane(c) >= 120 * 120; }
+// Where the rule picks the polyphase transposed convolutions (bench_kernels, U-Net at batch 6,
+// median of 3, docs/BENCHMARKS.md): the AVX-512 forward on the input planes of 60x60 and up,
+// where it beats the GEMM by 1.2x. Everywhere else, and in both backward directions, one GEMM
+// beats the four small direct convolutions, each of which copies its input into a padded buffer
+// and packs its weights, and whose 2x2 / 2x1 / 1x2 sub-kernels miss the compiled 3x3 fast path.
+bool never(const KernelCall&) { return false; }
+bool polyphase_forward_preferred(const KernelCall& c) {
+  return std::size_t(c.conv_t.h_in) * std::size_t(c.conv_t.w_in) >= 60 * 60;
+}
 
 void memcpy_bytes(void* dst, const void* src, std::size_t bytes) {
   if (bytes) std::memcpy(dst, src, bytes);
@@ -121,31 +122,31 @@ std::vector<Variant> make_table() {
       entry<K::conv_transpose2d_forward>("polyphase_avx512", Isa::Avx512, false,
                                          "stride^2 stride-1 direct convs (AVX-512), interleaved",
                                          polyphase::conv_transpose2d_forward_avx512, polyphase_handles,
-                                         polyphase_avx512_preferred),
+                                         polyphase_forward_preferred),
       entry<K::conv_transpose2d_forward>("polyphase_avx2", Isa::Avx2, false,
                                          "stride^2 stride-1 direct convs (AVX2+FMA), interleaved",
                                          polyphase::conv_transpose2d_forward_avx2, polyphase_handles,
-                                         polyphase_avx2_preferred),
+                                         never),
       entry<K::conv_transpose2d_forward>("im2col_gemm", kAny, true, "the adjoint of conv2d: GEMM + col2im",
                                          conv_transpose2d_forward<float>),
       entry<K::conv_transpose2d_backward_data>("polyphase_avx512", Isa::Avx512, false,
                                                "dy split by stride phase, summed direct backward-data, AVX-512",
                                                polyphase::conv_transpose2d_backward_data_avx512, polyphase_handles,
-                                               polyphase_avx512_preferred),
+                                               never),
       entry<K::conv_transpose2d_backward_data>("polyphase_avx2", Isa::Avx2, false,
                                                "dy split by stride phase, summed direct backward-data, AVX2+FMA",
                                                polyphase::conv_transpose2d_backward_data_avx2, polyphase_handles,
-                                               polyphase_avx2_preferred),
+                                               never),
       entry<K::conv_transpose2d_backward_data>("im2col_gemm", kAny, true, "conv2d forward via im2col + GEMM",
                                                conv_transpose2d_backward_data<float>),
       entry<K::conv_transpose2d_backward_filter>("polyphase_avx512", Isa::Avx512, false,
                                                  "dy split by stride phase, direct weight gradients, AVX-512",
                                                  polyphase::conv_transpose2d_backward_filter_avx512,
-                                                 polyphase_handles, polyphase_avx512_preferred),
+                                                 polyphase_handles, never),
       entry<K::conv_transpose2d_backward_filter>("polyphase_avx2", Isa::Avx2, false,
                                                  "dy split by stride phase, direct weight gradients, AVX2+FMA",
                                                  polyphase::conv_transpose2d_backward_filter_avx2,
-                                                 polyphase_handles, polyphase_avx2_preferred),
+                                                 polyphase_handles, never),
       entry<K::conv_transpose2d_backward_filter>("im2col_gemm", kAny, true, "im2col + GEMM",
                                                  conv_transpose2d_backward_filter<float>),
 
@@ -253,6 +254,8 @@ Registry::Registry() {
 }
 
 }  // namespace
+
+bool ever_preferred(const Variant& v) { return v.preferred != never; }
 
 const std::vector<Variant>& variants() { return registry().table; }
 

@@ -63,6 +63,10 @@ struct Variant {
   bool handles_call(const KernelCall& call) const { return !handles || handles(call); }
 };
 
+// False for a variant the rule never picks (it loses everywhere it was measured): it runs only
+// when forced, for study and comparison.
+bool ever_preferred(const Variant& v);
+
 // The table, grouped by primitive, each group in order of preference.
 const std::vector<Variant>& variants();
 std::vector<const Variant*> variants_of(Kernel kernel);
