@@ -20,13 +20,6 @@ bool has(const std::vector<KernelCall>& calls, Kernel kernel) {
   return false;
 }
 
-KernelCall elementwise(Kernel kernel, std::size_t count) {
-  KernelCall c;
-  c.kernel = kernel;
-  c.count = count;
-  return c;
-}
-
 // The kernels a step did not call, on the model's sizes: elementwise ones on the largest
 // activation and on the output, losses of every kind on the output, inference-mode BN backward
 // on every BN shape.
@@ -36,11 +29,11 @@ void add_missing(std::vector<KernelCall>& calls, std::size_t largest, std::size_
                    Kernel::relu_backward, Kernel::sum, Kernel::add, Kernel::fill, Kernel::sigmoid_forward,
                    Kernel::sigmoid_backward, Kernel::copy}) {
     if (has(recorded, k)) continue;
-    for (std::size_t n : {largest, output}) calls.push_back(elementwise(k, k == Kernel::copy ? n * sizeof(float) : n));
+    for (std::size_t n : {largest, output}) calls.push_back(kernels::make_call(k, k == Kernel::copy ? n * sizeof(float) : n));
   }
   for (Kernel k : {Kernel::loss_forward, Kernel::loss_backward}) {
     for (LossKind loss : {LossKind::MSE, LossKind::BCE, LossKind::Dice, LossKind::BCEDice, LossKind::NegLogIoU}) {
-      KernelCall c = elementwise(k, output);
+      KernelCall c = kernels::make_call(k, output);
       c.loss = loss;
       calls.push_back(c);
     }
