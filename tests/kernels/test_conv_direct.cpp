@@ -13,6 +13,7 @@
 #include "kernels/cpu/conv_direct.h"
 #include "kernels/cpu/isa.h"
 #include "tests/support/conv_reference.h"
+#include "tests/support/isa_kernels.h"
 #include "tests/support/gradcheck.h"
 
 namespace {
@@ -26,6 +27,8 @@ using unet::test::naive_backward;
 using unet::test::naive_forward;
 using unet::test::random_vector;
 using unet::test::require_close;
+using unet::test::require_near;
+using unet::test::to_float;
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
@@ -40,33 +43,8 @@ const Kernels kAvx2{Isa::Avx2, unet::cpu::direct::conv2d_forward_avx2,
 const Kernels kAvx512{Isa::Avx512, unet::cpu::direct::conv2d_forward_avx512,
                       unet::cpu::direct::conv2d_backward_data_avx512};
 
-// The instruction sets this CPU runs (UNET_ISA=avx2 caps them); says once which it skips.
-std::vector<Kernels> available_kernels() {
-  static bool warned = false;
-  std::vector<Kernels> found;
-  for (const Kernels& k : {kAvx2, kAvx512}) {
-    if (unet::cpu::isa_available(k.isa)) {
-      found.push_back(k);
-    } else if (!warned) {
-      WARN("skipping " << unet::cpu::to_string(k.isa) << ": not available here (CPU or UNET_ISA)");
-    }
-  }
-  warned = true;
-  return found;
-}
+std::vector<Kernels> available_kernels() { return unet::test::runnable({kAvx2, kAvx512}); }
 
-std::vector<float> to_float(const std::vector<double>& v) { return {v.begin(), v.end()}; }
-
-double max_abs(const std::vector<double>& v) {
-  double m = 0.0;
-  for (double e : v) m = std::max(m, std::abs(e));
-  return m;
-}
-
-// Float sums of c_in * kh * kw products: an error bound relative to the largest output.
-void require_near(const std::vector<float>& got, const std::vector<double>& expected, const char* what) {
-  require_close(got, expected, 1e-4 * max_abs(expected), 0.0, what);
-}
 
 // Forward with and without bias, and backward-data, for every available instruction set; the
 // double-precision references are computed once.

@@ -14,6 +14,7 @@
 #include "kernels/cpu/conv_direct.h"
 #include "kernels/cpu/isa.h"
 #include "tests/support/conv_reference.h"
+#include "tests/support/isa_kernels.h"
 #include "tests/support/gradcheck.h"
 
 namespace {
@@ -26,6 +27,8 @@ using unet::test::describe;
 using unet::test::for_each_product;
 using unet::test::random_vector;
 using unet::test::require_close;
+using unet::test::require_near;
+using unet::test::to_float;
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
@@ -36,32 +39,9 @@ struct Kernel {
   BackwardFilter backward_filter;
 };
 
-// The instruction sets this CPU runs; says which it skips.
 std::vector<Kernel> available_kernels() {
-  std::vector<Kernel> found;
-  for (const Kernel& k : {Kernel{Isa::Avx2, unet::cpu::direct::conv2d_backward_filter_avx2},
-                          Kernel{Isa::Avx512, unet::cpu::direct::conv2d_backward_filter_avx512}}) {
-    if (unet::cpu::isa_available(k.isa)) {
-      found.push_back(k);
-    } else {
-      WARN("skipping " << unet::cpu::to_string(k.isa) << ": not available on this CPU");
-    }
-  }
-  return found;
-}
-
-std::vector<float> to_float(const std::vector<double>& v) { return {v.begin(), v.end()}; }
-
-double max_abs(const std::vector<double>& v) {
-  double m = 0.0;
-  for (double e : v) m = std::max(m, std::abs(e));
-  return m;
-}
-
-// Float sums over n*h_out*w_out products: an error bound relative to the largest output.
-void require_near(const std::vector<float>& got, const std::vector<double>& expected,
-                  const char* what) {
-  require_close(got, expected, 1e-4 * max_abs(expected), 0.0, what);
+  return unet::test::runnable({Kernel{Isa::Avx2, unet::cpu::direct::conv2d_backward_filter_avx2},
+                               Kernel{Isa::Avx512, unet::cpu::direct::conv2d_backward_filter_avx512}});
 }
 
 struct FilterGrads {

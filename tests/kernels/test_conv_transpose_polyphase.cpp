@@ -15,6 +15,7 @@
 #include "kernels/cpu/conv_transpose_polyphase.h"
 #include "kernels/cpu/isa.h"
 #include "tests/support/conv_reference.h"
+#include "tests/support/isa_kernels.h"
 #include "tests/support/gradcheck.h"
 
 namespace {
@@ -28,6 +29,8 @@ using unet::test::naive_backward;
 using unet::test::naive_forward;
 using unet::test::random_vector;
 using unet::test::require_close;
+using unet::test::require_near;
+using unet::test::to_float;
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
@@ -45,33 +48,8 @@ const Kernels kAvx512{Isa::Avx512, unet::cpu::polyphase::conv_transpose2d_forwar
                       unet::cpu::polyphase::conv_transpose2d_backward_data_avx512,
                       unet::cpu::polyphase::conv_transpose2d_backward_filter_avx512};
 
-// The instruction sets this CPU runs (UNET_ISA=avx2 caps them); says once which it skips.
-std::vector<Kernels> available_kernels() {
-  static bool warned = false;
-  std::vector<Kernels> found;
-  for (const Kernels& k : {kAvx2, kAvx512}) {
-    if (unet::cpu::isa_available(k.isa)) {
-      found.push_back(k);
-    } else if (!warned) {
-      WARN("skipping " << unet::cpu::to_string(k.isa) << ": not available here (CPU or UNET_ISA)");
-    }
-  }
-  warned = true;
-  return found;
-}
+std::vector<Kernels> available_kernels() { return unet::test::runnable({kAvx2, kAvx512}); }
 
-std::vector<float> to_float(const std::vector<double>& v) { return {v.begin(), v.end()}; }
-
-double max_abs(const std::vector<double>& v) {
-  double m = 0.0;
-  for (double e : v) m = std::max(m, std::abs(e));
-  return m;
-}
-
-// Float sums of many products: an error bound relative to the largest element.
-void require_near(const std::vector<float>& got, const std::vector<double>& expected, const char* what) {
-  require_close(got, expected, 1e-4 * std::max(max_abs(expected), 1.0), 0.0, what);
-}
 
 // dbias: the sum of dy over images and pixels, per output channel.
 std::vector<double> bias_grad(const ConvTranspose2dShape& s, const std::vector<double>& dy) {
@@ -99,20 +77,20 @@ void check_all(const ConvTranspose2dShape& s, uint32_t seed) {
     INFO(unet::cpu::to_string(k.isa));
     std::vector<float> y(s.y_size(), kNaN);
     k.forward(s, xf.data(), wf.data(), bf.data(), y.data());
-    require_near(y, y_bias, "y with bias");
+    require_near(y, y_bias, "y with bias", 1.0);
     y.assign(s.y_size(), kNaN);
     k.forward(s, xf.data(), wf.data(), nullptr, y.data());
-    require_near(y, y_plain, "y without bias");
+    require_near(y, y_plain, "y without bias", 1.0);
     std::vector<float> dx(s.x_size(), kNaN);
     k.backward_data(s, dyf.data(), wf.data(), dx.data());
-    require_near(dx, grads.dx, "dx");
+    require_near(dx, grads.dx, "dx", 1.0);
     std::vector<float> dw(s.w_size(), kNaN), dbias(std::size_t(s.c_out), kNaN);
     k.backward_filter(s, xf.data(), dyf.data(), dw.data(), dbias.data());
-    require_near(dw, grads.dw, "dw");
-    require_near(dbias, db, "dbias");
+    require_near(dw, grads.dw, "dw", 1.0);
+    require_near(dbias, db, "dbias", 1.0);
     dw.assign(s.w_size(), kNaN);
     k.backward_filter(s, xf.data(), dyf.data(), dw.data(), nullptr);
-    require_near(dw, grads.dw, "dw without dbias");
+    require_near(dw, grads.dw, "dw without dbias", 1.0);
   }
 }
 
