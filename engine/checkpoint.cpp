@@ -4,7 +4,9 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -123,6 +125,10 @@ void write_atomically(const std::string& path, const std::vector<char>& bytes) {
   }
 }
 
+bool has_non_finite(const std::vector<float>& values) {
+  return std::any_of(values.begin(), values.end(), [](float v) { return !std::isfinite(v); });
+}
+
 }  // namespace
 
 void save_checkpoint(const std::string& path, const Checkpoint& checkpoint) {
@@ -138,7 +144,11 @@ void save_checkpoint(const std::string& path, const Checkpoint& checkpoint) {
     payload.put(uint32_t(tensor.ndim()));
     for (int64_t d : tensor.shape()) payload.put(d);
     const std::vector<float> values = tensor.to_vector();
-    payload.put_bytes(values.data(), values.size() * sizeof(float));
+    // A diverged run must not replace a good checkpoint with one that every reader refuses.
+    if (has_non_finite(values)) {
+      throw CheckpointError(path, "not written: tensor '" + name + "' holds NaN or infinite values");
+    }
+    if (!values.empty()) payload.put_bytes(values.data(), values.size() * sizeof(float));
   }
 
   Writer file;
@@ -193,16 +203,24 @@ Checkpoint load_checkpoint(const std::string& path) {
     const auto ndim = r.get<uint32_t>("tensor rank");
     if (ndim > 8) throw CheckpointError(path, "tensor '" + name + "' has rank " + std::to_string(ndim));
     Shape shape(ndim);
+    // The element count is built one dimension at a time against what the payload still holds,
+    // so a CRC-valid file claiming [2^62 + 1, 4] cannot overflow it into a small number.
+    const std::size_t room = r.remaining() / sizeof(float);
+    std::size_t count = 1;
     for (auto& d : shape) {
       d = r.get<int64_t>("tensor dimension");
       if (d < 0) throw CheckpointError(path, "tensor '" + name + "' has a negative dimension");
+      if (d > 0 && count > room / std::size_t(d)) count = room + 1;
+      else count *= std::size_t(d);
     }
-    const auto count = std::size_t(numel(shape));
     if (count > r.remaining() / sizeof(float)) {
       throw CheckpointError(path, "tensor '" + name + "' of shape " + to_string(shape) + " runs past the payload");
     }
     std::vector<float> values(count);
-    r.get_bytes(values.data(), count * sizeof(float), "tensor data");
+    if (count > 0) r.get_bytes(values.data(), count * sizeof(float), "tensor data");
+    if (has_non_finite(values)) {
+      throw CheckpointError(path, "tensor '" + name + "' holds NaN or infinite values (written by a run that diverged?)");
+    }
     ck.tensors.emplace_back(std::move(name), Tensor::from_vector(shape, values));
   }
   if (r.remaining() != 0) throw CheckpointError(path, "malformed payload: trailing bytes after the last tensor");

@@ -243,6 +243,7 @@ int run_eval(int argc, char** argv) {
       .option("out", "dir", "", "write the results here (none: print only)")
       .option("overlays", "n", "8", "overlays of the n slices with the most tumour pixels (with --out)");
   add_kernels_flag(args);
+  add_input_limit_flag(args);
   if (!args.parse(argc, argv)) return 0;
   for (const char* required : {"checkpoint", "data"})
     if (args.get(required).empty()) throw UsageError(std::string("unet eval: --") + required + " is required");
@@ -257,6 +258,7 @@ int run_eval(int argc, char** argv) {
     throw UsageError("unet eval: --subset " + subset + " needs --split FILE");
 
   apply_kernels_flag(args, "eval");
+  apply_input_limit_flag(args, "eval");
   const Device device = resolve_device(args.get("device"));
   std::unique_ptr<UNet> model = load_model(args.get("checkpoint"), device, args.get_int("size"), "eval");
   const std::vector<Sample> data = load_dataset(args.get("data"), model_data_options(*model, args.get_int("size")));

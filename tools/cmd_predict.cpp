@@ -93,6 +93,7 @@ Planes read_planes(const fs::path& path) {
   bool channels_last = true;
   if (io::ends_with_icase(path.string(), ".npy")) {
     io::NpyArray a = io::read_npy(path.string());
+    io::check_decoded_size(path.string(), "image of shape", a.shape);
     shape = a.shape.size() == 2 ? std::vector<int64_t>{a.shape[0], a.shape[1], 1} : a.shape;
     channels_last = shape[2] <= 16;
     if (!channels_last) shape = {shape[1], shape[2], shape[0]};
@@ -121,6 +122,7 @@ std::vector<float> read_truth(const fs::path& path, int height, int width, const
   std::vector<float> values;
   if (io::ends_with_icase(path.string(), ".npy")) {
     io::NpyArray a = io::read_npy(path.string());
+    io::check_decoded_size(path.string(), "mask of shape", a.shape);
     std::erase(a.shape, 1);  // HxWx1 and 1xHxW are HxW
     if (a.shape.size() != 2) throw io::FileError(path.string(), "a mask must be HxW (or HxWx1)");
     h = int(a.shape[0]), w = int(a.shape[1]);
@@ -363,6 +365,7 @@ int run_predict(int argc, char** argv) {
       .option("device", "name", "auto", "auto (CUDA when a GPU is usable, else CPU), cpu or cuda")
       .option("threads", "n", "0", "CPU threads (0: all cores)");
   add_kernels_flag(args);
+  add_input_limit_flag(args);
   if (!args.parse(argc, argv)) return 0;
   for (const char* required : {"checkpoint", "input", "out"})
     if (args.get(required).empty()) throw UsageError(std::string("unet predict: --") + required + " is required");
@@ -378,6 +381,7 @@ int run_predict(int argc, char** argv) {
     throw io::FileError(input.string(), "not a .npy, image or NIfTI file");
 
   apply_kernels_flag(args, "predict");
+  apply_input_limit_flag(args, "predict");
   const Device device = resolve_device(args.get("device"));
   std::unique_ptr<UNet> model = load_model(args.get("checkpoint"), device, args.get_int("size"), "predict");
   OutputFolder out(args.get("out"));

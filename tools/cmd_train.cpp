@@ -1,6 +1,7 @@
 // `unet train`: the reference workflow: load a dataset (the synthetic phantom by default), split
 // it 80/20 by patient, train with Adam, reduce-on-plateau and early stopping, and leave a run
 // folder with checkpoints, a CSV log, a curves image and a JSON summary (train/trainer.h).
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 
@@ -13,6 +14,57 @@
 #include "tools/model_flags.h"
 
 namespace unet::cli {
+namespace {
+
+// Values that would train uphill, never decay or never stop are refused before anything runs.
+void check_training_flags(const Args& args, const UNetConfig& config) {
+  const auto require = [](bool ok, const std::string& rule) {
+    if (!ok) throw UsageError("unet train: " + rule);
+  };
+  const auto finite = [&](const char* flag) { return std::isfinite(args.get_float(flag)); };
+  require(finite("lr") && args.get_float("lr") > 0, "--lr must be a positive number, got " + args.get("lr"));
+  require(finite("weight-decay") && args.get_float("weight-decay") >= 0,
+          "--weight-decay must be >= 0, got " + args.get("weight-decay"));
+  require(finite("lr-factor") && args.get_float("lr-factor") > 0 && args.get_float("lr-factor") < 1,
+          "--lr-factor must be in (0, 1), got " + args.get("lr-factor"));
+  require(finite("min-lr") && args.get_float("min-lr") >= 0, "--min-lr must be >= 0, got " + args.get("min-lr"));
+  require(finite("min-delta") && args.get_float("min-delta") >= 0,
+          "--min-delta must be >= 0, got " + args.get("min-delta"));
+  require(finite("val-fraction") && args.get_float("val-fraction") >= 0 && args.get_float("val-fraction") < 1,
+          "--val-fraction must be in [0, 1), got " + args.get("val-fraction"));
+  require(args.get_int("lr-patience") >= 1 && args.get_int("stop-patience") >= 1,
+          "--lr-patience and --stop-patience must be at least 1");
+  const int size = args.get_int("size"), multiple = 1 << config.depth;
+  require(size >= multiple && size <= kMaxImageSize && size % multiple == 0,
+          "--size must be a multiple of 2^depth = " + std::to_string(multiple) + " from " + std::to_string(multiple) +
+              " to " + std::to_string(kMaxImageSize) + ", got " + args.get("size"));
+}
+
+// Everything after the data is loaded: split, model, training, in the run folder.
+int train_into(const Args& args, const UNetConfig& config, const TrainOptions& o, const std::vector<Sample>& samples) {
+  const Split split = args.get("split").empty() ? split_by_patient(samples, args.get_float("val-fraction"), o.seed)
+                                                : read_split(args.get("split"), samples);
+  write_split(o.run_dir + "/split.txt", split);
+  const std::vector<int> train = sample_indices(samples, split.train), val = sample_indices(samples, split.val);
+  if (train.empty()) throw std::runtime_error("no training slices: every patient went to validation");
+
+  UNet model(config, o.seed);
+  model.to(o.device);
+  std::printf("unet train: %zu slices of %zu patients from %s (%s), %dx%d, %d channels\n", samples.size(),
+              split.train.size() + split.val.size(), args.get("data").c_str(), detect_format(args.get("data")).c_str(),
+              args.get_int("size"), args.get_int("size"), config.in_channels);
+  std::printf("split: %zu train slices (%zu patients), %zu val slices (%zu patients) -> %s/split.txt\n", train.size(),
+              split.train.size(), val.size(), split.val.size(), o.run_dir.c_str());
+  std::printf("model: %lld parameters; loss %s, batch %d, lr %g, on %s (%d CPU threads)\n",
+              static_cast<long long>(model.parameter_count() + model.buffer_count()), to_string(o.loss).c_str(),
+              o.batch_size, double(o.adam.lr), to_string(o.device).c_str(), omp_get_max_threads());
+  const TrainResult r = train_model(model, samples, train, val, o);
+  std::printf("run folder %s: curves.png, log.csv, best.ckpt (epoch %d), last.ckpt, summary.json\n", o.run_dir.c_str(),
+              r.best_epoch);
+  return 0;
+}
+
+}  // namespace
 
 int run_train(int argc, char** argv) {
   Args args("train",
@@ -41,6 +93,7 @@ int run_train(int argc, char** argv) {
       .flag("no-restore-best", "keep the last epoch's weights instead of the best")
       .flag("resume", "continue the run in --out from its last.ckpt");
   add_device_flags(args);
+  add_input_limit_flag(args);
   if (!args.parse(argc, argv)) return 0;
 
   const UNetConfig config = model_config_from(args);
@@ -64,34 +117,24 @@ int run_train(int argc, char** argv) {
   o.seed = uint64_t(args.get_int64("seed"));
   o.resume = args.has("resume");
   if (o.epochs < 1 || o.batch_size < 1) throw UsageError("unet train: --epochs and --batch must be at least 1");
+  check_training_flags(args, config);
   o.device = device_from(args, "train");
+  apply_input_limit_flag(args, "train");
 
   DatasetOptions data;
   data.size = args.get_int("size");
   data.channels = config.in_channels;
   data.seed = o.seed;
   const std::vector<Sample> samples = load_dataset(args.get("data"), data);
+  // A run that fails before its first checkpoint leaves no folder behind, if it made the folder.
+  const bool fresh = !std::filesystem::exists(o.run_dir);
   std::filesystem::create_directories(o.run_dir);
-  const Split split = args.get("split").empty() ? split_by_patient(samples, args.get_float("val-fraction"), o.seed)
-                                                : read_split(args.get("split"), samples);
-  write_split(o.run_dir + "/split.txt", split);
-  const std::vector<int> train = sample_indices(samples, split.train), val = sample_indices(samples, split.val);
-  if (train.empty()) throw std::runtime_error("no training slices: every patient went to validation");
-
-  UNet model(config, o.seed);
-  model.to(o.device);
-  std::printf("unet train: %zu slices of %zu patients from %s (%s), %dx%d, %d channels\n", samples.size(),
-              split.train.size() + split.val.size(), args.get("data").c_str(), detect_format(args.get("data")).c_str(),
-              data.size, data.size, config.in_channels);
-  std::printf("split: %zu train slices (%zu patients), %zu val slices (%zu patients) -> %s/split.txt\n", train.size(),
-              split.train.size(), val.size(), split.val.size(), o.run_dir.c_str());
-  std::printf("model: %lld parameters; loss %s, batch %d, lr %g, on %s (%d CPU threads)\n",
-              static_cast<long long>(model.parameter_count() + model.buffer_count()), to_string(o.loss).c_str(),
-              o.batch_size, double(o.adam.lr), to_string(o.device).c_str(), omp_get_max_threads());
-  const TrainResult r = train_model(model, samples, train, val, o);
-  std::printf("run folder %s: curves.png, log.csv, best.ckpt (epoch %d), last.ckpt, summary.json\n", o.run_dir.c_str(),
-              r.best_epoch);
-  return 0;
+  try {
+    return train_into(args, config, o, samples);
+  } catch (...) {
+    if (fresh && !std::filesystem::exists(o.run_dir + "/last.ckpt")) std::filesystem::remove_all(o.run_dir);
+    throw;
+  }
 }
 
 }  // namespace unet::cli

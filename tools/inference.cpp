@@ -22,10 +22,10 @@ std::unique_ptr<UNet> load_model(const std::string& checkpoint, Device device, i
                                  const std::string& command) {
   std::unique_ptr<UNet> model = load_unet(checkpoint);
   const int multiple = 1 << model->config().depth;
-  if (size <= 0 || size % multiple != 0)
-    throw UsageError("unet " + command + ": --size must be a positive multiple of " +
-                     std::to_string(multiple) + " (2^depth of the model in " + checkpoint +
-                     "), got " + std::to_string(size));
+  if (size <= 0 || size > kMaxImageSize || size % multiple != 0)
+    throw UsageError("unet " + command + ": --size must be a multiple of " + std::to_string(multiple) +
+                     " (2^depth of the model in " + checkpoint + ") up to " + std::to_string(kMaxImageSize) +
+                     ", got " + std::to_string(size));
   if (model->config().out_channels != 1)
     throw std::runtime_error(checkpoint + ": the model has " +
                              std::to_string(model->config().out_channels) +

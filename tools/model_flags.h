@@ -10,6 +10,7 @@
 #include "kernels/cpu/variants.h"
 #include "models/unet.h"
 #include "tools/args.h"
+#include "train/io/files.h"
 
 namespace unet::cli {
 
@@ -61,6 +62,19 @@ inline void apply_kernels_flag(const Args& args, const std::string& command) {
   } catch (const std::invalid_argument& e) {
     throw UsageError("unet " + command + ": --kernels: " + e.what());
   }
+}
+
+// --max-input-mb: the decoded size above which a reader refuses a file (train/io/files.h).
+inline void add_input_limit_flag(Args& args) {
+  args.option("max-input-mb", "n", std::to_string(io::max_input_bytes() >> 20),
+              "largest image or volume a reader decodes, in MiB of float values (a guard against "
+              "corrupt or hostile headers)");
+}
+
+inline void apply_input_limit_flag(const Args& args, const std::string& command) {
+  const int mb = args.get_int("max-input-mb");
+  if (mb < 1) throw UsageError("unet " + command + ": --max-input-mb must be >= 1");
+  io::set_max_input_bytes(std::size_t(mb) << 20);
 }
 
 // --threads, --device, --conv and --kernels, for the commands that train.

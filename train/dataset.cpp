@@ -408,9 +408,10 @@ Planes npy_planes(const std::string& path, io::NpyArray array,
                   std::optional<std::pair<int, int>> mask_hw) {
   const std::vector<int64_t>& s = array.shape;
   auto dim = [&](std::size_t i) { return int(s[i]); };
-  if (s.size() == 2) return {1, dim(0), dim(1), std::move(array.data), "HxW"};
-  if (s.size() != 3)
+  if (s.size() != 2 && s.size() != 3)
     throw io::FileError(path, "image shape " + dims_text(s) + " is not HxW, HxWxC or CxHxW");
+  io::check_decoded_size(path, "image of shape", s);
+  if (s.size() == 2) return {1, dim(0), dim(1), std::move(array.data), "HxW"};
   const bool first_small = s[0] <= 16, last_small = s[2] <= 16;
   bool channels_last = last_small;
   std::string why;
@@ -450,6 +451,7 @@ Mask read_mask(const std::string& path) {
     io::NpyArray array = io::read_npy(path);
     check_finite(path, array.data);
     const std::vector<int64_t>& s = array.shape;
+    io::check_decoded_size(path, "mask of shape", s);
     if (s.size() == 2) return {int(s[0]), int(s[1]), binarised(array.data)};
     if (s.size() == 3 && s[2] == 1) return {int(s[0]), int(s[1]), binarised(array.data)};
     if (s.size() == 3 && s[0] == 1) return {int(s[1]), int(s[2]), binarised(array.data)};
@@ -807,7 +809,8 @@ std::vector<Loaded> load_phantom(const std::string& source, const DatasetOptions
 // Merging
 
 void validate(const DatasetOptions& o) {
-  if (o.size < 8) throw std::invalid_argument("dataset: size must be >= 8");
+  if (o.size < 8 || o.size > kMaxImageSize)
+    throw std::invalid_argument("dataset: size must be from 8 to " + std::to_string(kMaxImageSize));
   if (o.channels < 0) throw std::invalid_argument("dataset: channels must be >= 0");
   if (o.phantom_patients < 1 || o.phantom_slices < 1)
     throw std::invalid_argument("dataset: phantom_patients and phantom_slices must be >= 1");

@@ -66,6 +66,10 @@
 
 namespace unet {
 
+// The largest model input side the commands accept: the reference model's training step needs
+// ~10 GB at 2048x2048 and batch 1, and a larger --size is far more likely a typo than intended.
+inline constexpr int kMaxImageSize = 2048;
+
 struct DatasetOptions {
   int size = 240;             // model input height = width
   int channels = 0;           // 0: as the data has

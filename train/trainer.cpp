@@ -8,11 +8,13 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <sstream>
 
 #include "engine/autograd.h"
 #include "engine/checkpoint.h"
+#include "train/health.h"
 #include "engine/ops.h"
 #include "train/io/files.h"
 #include "train/loader.h"
@@ -182,7 +184,11 @@ void save_last(const std::string& path, UNet& model, const Adam& adam, const Run
     ck.meta[std::string("run.") + name + ".wait"] = std::to_string(st->wait);
     ck.meta[std::string("run.") + name + ".cooldown"] = std::to_string(st->cooldown_left);
   }
-  ck.meta["run.history"] = csv(s.history);
+  // Without the wall-clock seconds (log.csv keeps them): an interrupted-and-resumed run then
+  // writes the same bytes as an uninterrupted one.
+  std::vector<EpochRecord> history = s.history;
+  for (EpochRecord& r : history) r.seconds = 0;
+  ck.meta["run.history"] = csv(history);
   ck.tensors = module_state(model, "model.");
   for (const auto& [name, t] : adam.state()) ck.tensors.emplace_back("adam." + name, t);
   save_checkpoint(path, ck);
@@ -221,14 +227,17 @@ RunState load_last(const std::string& path, UNet& model, Adam& adam) {
   return s;
 }
 
+// JSON has no NaN: a quantity that does not exist (validation Dice without a validation set) is null.
+std::string json_number(double v) { return std::isfinite(v) ? number(v) : "null"; }
+
 void write_summary(const TrainOptions& o, const TrainResult& r, const UNet& model, std::size_t train_n, std::size_t val_n) {
   std::ostringstream j;
   const EpochRecord best = r.history.empty() ? EpochRecord{} : r.history[std::size_t(r.best_epoch - 1)];
   j << "{\n  \"epochs_run\": " << r.history.size() << ",\n  \"stopped_early\": " << (r.stopped_early ? "true" : "false")
-    << ",\n  \"best_epoch\": " << r.best_epoch << ",\n  \"best\": {\"loss\": " << number(best.loss)
-    << ", \"val_loss\": " << number(best.val_loss) << ", \"val_dice\": " << number(best.val_dice)
-    << ", \"val_iou\": " << number(best.val_iou) << "},\n  \"train_slices\": " << train_n << ",\n  \"val_slices\": " << val_n
-    << ",\n  \"loss\": \"" << to_string(o.loss) << "\",\n  \"batch_size\": " << o.batch_size << ",\n  \"lr\": " << number(o.adam.lr)
+    << ",\n  \"best_epoch\": " << r.best_epoch << ",\n  \"best\": {\"loss\": " << json_number(best.loss)
+    << ", \"val_loss\": " << json_number(best.val_loss) << ", \"val_dice\": " << json_number(best.val_dice)
+    << ", \"val_iou\": " << json_number(best.val_iou) << "},\n  \"train_slices\": " << train_n << ",\n  \"val_slices\": " << val_n
+    << ",\n  \"loss\": \"" << to_string(o.loss) << "\",\n  \"batch_size\": " << o.batch_size << ",\n  \"lr\": " << json_number(o.adam.lr)
     << ",\n  \"seed\": " << o.seed << ",\n  \"device\": \"" << to_string(o.device) << "\",\n  \"threads\": " << omp_get_max_threads()
     << ",\n  \"monitor\": \"" << (o.monitor_dice ? "val_dice" : "val_loss") << "\",\n  \"model\": {";
   bool first = true;
@@ -238,6 +247,27 @@ void write_summary(const TrainOptions& o, const TrainResult& r, const UNet& mode
   }
   j << "},\n  \"parameters\": " << model.parameter_count() + model.buffer_count() << "\n}\n";
   write_text(o.run_dir + "/summary.json", j.str());
+}
+
+// Checkpoint and log writes go through ".<name>.tmp-*" files renamed into place; a run killed
+// mid-write leaves one behind, which nothing else would ever remove.
+void remove_stale_temporaries(const std::string& run_dir) {
+  for (const auto& entry : std::filesystem::directory_iterator(run_dir)) {
+    const std::string name = entry.path().filename().string();
+    if (entry.is_regular_file() && name.starts_with(".") && name.find(".tmp-") != std::string::npos)
+      std::filesystem::remove(entry.path());
+  }
+}
+
+// The epoch times of a resumed run's earlier epochs, from its log.csv when it is there.
+void restore_seconds(const std::string& log_path, std::vector<EpochRecord>& history) {
+  std::ifstream in(log_path);
+  if (!in) return;
+  std::stringstream text;
+  text << in.rdbuf();
+  for (const EpochRecord& logged : parse_csv(text.str()))
+    for (EpochRecord& r : history)
+      if (r.epoch == logged.epoch) r.seconds = logged.seconds;
 }
 
 }  // namespace
@@ -251,8 +281,13 @@ TrainResult train_model(UNet& model, const std::vector<Sample>& samples, const s
   EarlyStopping early(o.early);
   RunState state;
   state.lr = o.adam.lr;
-  if (o.resume) {
+  remove_stale_temporaries(o.run_dir);
+  if (o.resume && !std::filesystem::exists(last_path)) {
+    std::printf("resume: %s does not exist yet (the run stopped before its first epoch ended); starting from scratch\n",
+                last_path.c_str());
+  } else if (o.resume) {
     state = load_last(last_path, model, adam);
+    restore_seconds(o.run_dir + "/log.csv", state.history);
     plateau.state() = state.plateau;
     early.state() = state.early;
     std::printf("resumed %s after epoch %d\n", last_path.c_str(), state.epoch);
@@ -279,7 +314,14 @@ TrainResult train_model(UNet& model, const std::vector<Sample>& samples, const s
       const auto [image, mask] = to_tensors(*batch, o.device);
       const Tensor loss = train_step(model, adam, o.loss, image, mask);
       const double value = loss.item();
-      if (!std::isfinite(value)) throw std::runtime_error("training diverged: the loss is " + number(value) + " at epoch " + std::to_string(epoch));
+      if (const auto bad = first_non_finite(model, value)) {
+        const std::string kept = state.epoch > 0 ? "the checkpoints keep epoch " + std::to_string(state.epoch)
+                                                 : "no checkpoint was written";
+        throw std::runtime_error("training diverged at epoch " + std::to_string(epoch) + ", step " +
+                                 std::to_string(batches + 1) + ": " + *bad +
+                                 " (the first non-finite value of loss, gradients, parameters, buffers); " + kept +
+                                 "; a lower --lr usually helps");
+      }
       loss_sum += value;
       ++batches;
       progress.update(batches, loss_sum / batches);

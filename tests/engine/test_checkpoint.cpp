@@ -1,7 +1,11 @@
 #include <catch2/catch.hpp>
+#include <zlib.h>
 
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "engine/checkpoint.h"
 #include "models/unet.h"
@@ -125,4 +129,62 @@ TEST_CASE("a failed save leaves nothing behind and keeps the old file", "[checkp
   save_unet(path, other);  // replaced whole
   CHECK(read_bytes(path) != before);
   CHECK(dir.entries() == 1);
+}
+
+namespace {
+
+// A checkpoint of one tensor 'a' and no metadata, its bytes, and where they are: "UNETCKPT",
+// u32 version, u64 payload size, u32 meta count, u32 tensor count, u32 name length, 'a', u32 rank.
+constexpr std::size_t kFirstDim = 37, kFirstValue = 53;
+
+std::vector<char> one_tensor_checkpoint(const std::string& path, const Shape& shape, const std::vector<float>& values) {
+  Checkpoint ck;
+  ck.tensors.emplace_back("a", Tensor::from_vector(shape, values));
+  save_checkpoint(path, ck);
+  return read_bytes(path);
+}
+
+// Writes `bytes` with a valid CRC, as a crafted file would have.
+void write_with_crc(const std::string& path, std::vector<char> bytes) {
+  const auto crc = uint32_t(crc32(0, reinterpret_cast<const Bytef*>(bytes.data()), uInt(bytes.size() - 4)));
+  std::memcpy(bytes.data() + bytes.size() - 4, &crc, 4);
+  write_bytes(path, bytes);
+}
+
+}  // namespace
+
+TEST_CASE("crafted checkpoints with valid CRCs are refused by what they claim", "[checkpoint][reliability]") {
+  TempDir dir;
+  const std::string path = dir.file("crafted.ckpt");
+  std::vector<char> bytes = one_tensor_checkpoint(path, {1, 4}, {1, 2, 3, 4});
+  REQUIRE(load_checkpoint(path).tensors.size() == 1);
+
+  SECTION("a shape whose element count overflows") {
+    const int64_t huge = (int64_t(1) << 62) + 1;
+    std::memcpy(bytes.data() + kFirstDim, &huge, sizeof(huge));
+    write_with_crc(path, bytes);
+    CHECK_THROWS_WITH(load_checkpoint(path), Catch::Contains("crafted.ckpt") && Catch::Contains("runs past the payload"));
+  }
+  SECTION("a non-finite value") {
+    const float inf = std::numeric_limits<float>::infinity();
+    std::memcpy(bytes.data() + kFirstValue + 4, &inf, sizeof(inf));
+    write_with_crc(path, bytes);
+    CHECK_THROWS_WITH(load_checkpoint(path), Catch::Contains("crafted.ckpt") && Catch::Contains("'a'") &&
+                                                 Catch::Contains("NaN or infinite"));
+  }
+}
+
+TEST_CASE("zero-element tensors round trip, non-finite ones are never written", "[checkpoint][reliability]") {
+  TempDir dir;
+  const std::string empty = dir.file("empty.ckpt");
+  one_tensor_checkpoint(empty, {0, 4}, {});
+  const Checkpoint back = load_checkpoint(empty);
+  REQUIRE(back.tensors.size() == 1);
+  CHECK(back.tensors[0].second.shape() == Shape{0, 4});
+
+  const std::string nan = dir.file("nan.ckpt");
+  CHECK_THROWS_WITH(one_tensor_checkpoint(nan, {2}, {1.0f, std::nanf("")}),
+                    Catch::Contains("nan.ckpt") && Catch::Contains("not written") && Catch::Contains("'a'"));
+  CHECK_FALSE(fs::exists(nan));
+  CHECK(dir.entries() == 1);  // no temporary file either
 }

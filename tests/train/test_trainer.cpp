@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <string>
 
 #include "engine/checkpoint.h"
 #include "train/dataset.h"
@@ -57,6 +58,19 @@ std::vector<std::vector<float>> weights(const UNet& model) {
   return out;
 }
 
+std::string file_bytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// log.csv with its last column (seconds) cut from every line.
+std::string log_without_seconds(const fs::path& path) {
+  std::ifstream in(path);
+  std::string out;
+  for (std::string line; std::getline(in, line);) out += line.substr(0, line.rfind(',')) + "\n";
+  return out;
+}
+
 }  // namespace
 
 TEST_CASE("a training run leaves its log, curves, checkpoints and summary", "[trainer]") {
@@ -99,6 +113,28 @@ TEST_CASE("resume after an interruption equals an uninterrupted run, bitwise", "
     CHECK(b.history[i].lr == a.history[i].lr);
   }
   CHECK(weights(resumed) == weights(whole));
+  // Checkpoints hold no wall-clock data, so the files themselves are identical; so is the log
+  // without its seconds column.
+  for (const char* name : {"last.ckpt", "best.ckpt"}) {
+    INFO(name);
+    CHECK(file_bytes(f.root / "split" / name) == file_bytes(f.root / "whole" / name));
+  }
+  CHECK(log_without_seconds(f.root / "split" / "log.csv") == log_without_seconds(f.root / "whole" / "log.csv"));
+}
+
+TEST_CASE("a resumed run removes the temporary files a killed run left behind", "[trainer][resume]") {
+  Fixture f;
+  TrainOptions first = f.options("killed");
+  first.stop_after = 1;
+  UNet a(Fixture::config(), 7);
+  train_model(a, f.samples, f.train, f.val, first);
+  const fs::path stale = f.root / "killed" / ".last.ckpt.tmp-Ab12Cd";
+  std::ofstream(stale) << "half a checkpoint";
+  TrainOptions second = f.options("killed");
+  second.resume = true;
+  UNet b(Fixture::config(), 7);
+  train_model(b, f.samples, f.train, f.val, second);
+  CHECK_FALSE(fs::exists(stale));
 }
 
 TEST_CASE("resuming with another model config is refused", "[trainer][resume]") {

@@ -132,6 +132,31 @@ bool ends_with_icase(const std::string& path, std::string_view suffix) {
   return true;
 }
 
+namespace {
+std::size_t max_input = std::size_t(512) << 20;
+}  // namespace
+
+std::size_t max_input_bytes() { return max_input; }
+void set_max_input_bytes(std::size_t bytes) { max_input = bytes; }
+
+void check_decoded_size(const std::string& path, const std::string& what,
+                        const std::vector<int64_t>& dims) {
+  std::string shown;
+  for (int64_t d : dims) shown += (shown.empty() ? "" : " x ") + std::to_string(d);
+  uint64_t bytes = sizeof(float);
+  for (int64_t d : dims) {
+    if (d < 1) throw FileError(path, what + " " + shown + " is empty (a size is " + std::to_string(d) + ")");
+    // Compared before multiplying, so that no product can overflow.
+    if (uint64_t(d) > max_input / bytes) bytes = uint64_t(max_input) + 1;
+    else bytes *= uint64_t(d);
+  }
+  if (bytes > max_input) {
+    throw FileError(path, what + " " + shown + " is too large: over the limit of " +
+                              std::to_string(max_input >> 20) +
+                              " MiB decoded (raise it with --max-input-mb if the file is genuine)");
+  }
+}
+
 bool has_non_finite(const std::vector<float>& values) {
   for (float v : values) {
     if (!std::isfinite(v)) return true;

@@ -39,6 +39,19 @@ void write_file_atomic(const std::string& path, const std::vector<uint8_t>& byte
 // True when `path` ends with `suffix`, ignoring ASCII case (".TIF" is as common as ".tif").
 bool ends_with_icase(const std::string& path, std::string_view suffix);
 
+// The most a reader may decode from one file, in bytes of float values (an image's pixels times
+// channels, a volume's voxels, times 4). Readers check the dimensions a header declares against
+// it before they allocate anything, so that a 200-byte file claiming 65536 x 65536 pixels, or a
+// small .nii.gz that inflates to gigabytes, fails at once with its path. 512 MiB by default
+// (a 240x240x155 MRI volume is 36 MB); the commands' --max-input-mb raises it.
+std::size_t max_input_bytes();
+void set_max_input_bytes(std::size_t bytes);
+
+// Throws unless every size in `dims` is at least 1 and their product, as floats, fits the limit
+// above. `what` names the dimensions in the message ("image of height x width x channels").
+void check_decoded_size(const std::string& path, const std::string& what,
+                        const std::vector<int64_t>& dims);
+
 // True when any value is NaN or infinite. Readers return what the file holds; whether such a
 // value is an error is the caller's decision.
 bool has_non_finite(const std::vector<float>& values);

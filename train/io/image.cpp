@@ -64,6 +64,11 @@ Image read_with_stb(const std::string& path) {
   const auto* data = bytes.data();
   int size = static_cast<int>(bytes.size());
   Image image;
+  // The header's size first: stb would otherwise allocate whatever a small file claims.
+  int width = 0, height = 0, channels = 0;
+  if (stbi_info_from_memory(data, size, &width, &height, &channels) == 1) {
+    check_decoded_size(path, "image of height x width x channels", {height, width, channels});
+  }
   image.bits = stbi_is_16_bit_from_memory(data, size) ? 16 : 8;
   void* loaded = image.bits == 16
                      ? static_cast<void*>(stbi_load_16_from_memory(
@@ -127,6 +132,7 @@ class TiffFile {
   ~TiffFile() { TIFFClose(tif_); }
 
   TIFF* get() const { return tif_; }
+  const std::string& path() const { return messages_.path; }
 
   FileError error(const std::string& problem) const {
     const std::string& text = messages_.text;
@@ -172,15 +178,10 @@ const char* sample_format_name(uint16_t format) {
   }
 }
 
-// A damaged header must not make us allocate terabytes: at most 2^24 pixels a side (stb's
-// limit too) and 4 GiB of samples.
+// A damaged header must not make us allocate gigabytes before the first strip is read.
 void check_size(const TiffFile& file, const TiffLayout& layout) {
-  constexpr uint32_t kMaxSide = 1u << 24;
-  if (layout.width == 0 || layout.height == 0 || layout.width > kMaxSide ||
-      layout.height > kMaxSide || layout.height * layout.row_bytes() > (std::size_t(1) << 32)) {
-    throw file.error("bad header: image of " + std::to_string(layout.width) + "x" +
-                     std::to_string(layout.height) + " pixels (empty or too large)");
-  }
+  check_decoded_size(file.path(), "image of height x width x samples",
+                     {int64_t(layout.height), int64_t(layout.width), int64_t(layout.samples)});
 }
 
 TiffLayout tiff_layout(const TiffFile& file) {

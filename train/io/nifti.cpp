@@ -1,8 +1,9 @@
 // NIfTI-1 reading and writing (format summary in nifti.h).
 //
-// The file is read whole into memory (gzread for gzip, which also checks the CRC at the end of
-// the stream), then parsed: a 240x240x155 float volume is 36 MB, and whole reads give the
-// truncation checks exact byte counts. Big-endian headers are swapped field by field into host
+// The file is read into memory, then parsed: a 240x240x155 float volume is 36 MB, and whole reads
+// give the truncation checks exact byte counts. A gzip file is inflated only as far as its header
+// declares (header, extensions, voxels), so a small file cannot inflate to gigabytes; bytes after
+// the voxels are not read, and so their CRC is not checked. Big-endian headers are swapped field by field into host
 // order right after reading, so everything after that, and the header kept in Volume, is
 // little-endian.
 #include "train/io/nifti.h"
@@ -200,16 +201,19 @@ bool is_gzip(const std::string& path) {
   return in && magic[0] == 0x1f && magic[1] == 0x8b;
 }
 
-std::vector<uint8_t> gunzip_file(const std::string& path) {
+// The first `limit` bytes of the decompressed stream (fewer if it ends first): a volume's bytes
+// are bounded by its header, so a small file that inflates to gigabytes is never inflated whole.
+std::vector<uint8_t> gunzip_file(const std::string& path, std::size_t limit) {
   std::unique_ptr<gzFile_s, int (*)(gzFile)> gz(gzopen(path.c_str(), "rb"), gzclose_r);
   if (!gz) throw FileError(path, "cannot open gzip stream");
   gzbuffer(gz.get(), 1 << 17);
   std::vector<uint8_t> bytes;
-  constexpr unsigned kChunk = 1u << 22;
-  for (;;) {
+  constexpr std::size_t kChunk = std::size_t(1) << 22;
+  while (bytes.size() < limit) {
     std::size_t used = bytes.size();
-    bytes.resize(used + kChunk);
-    int n = gzread(gz.get(), bytes.data() + used, kChunk);
+    const auto want = unsigned(std::min(kChunk, limit - used));
+    bytes.resize(used + want);
+    int n = gzread(gz.get(), bytes.data() + used, want);
     int status = Z_OK;
     std::string message = gzerror(gz.get(), &status);
     // zlib prefixes its messages with the path, which our text starts with already.
@@ -224,13 +228,9 @@ std::vector<uint8_t> gunzip_file(const std::string& path) {
       throw FileError(path, "truncated gzip stream (" + message + ") after " +
                                 std::to_string(bytes.size()) + " decompressed bytes");
     }
-    if (n == 0) return bytes;
+    if (n == 0) break;
   }
-}
-
-std::vector<uint8_t> read_maybe_gzipped(const std::string& path) {
-  check_readable(path);
-  return is_gzip(path) ? gunzip_file(path) : read_file(path);
+  return bytes;
 }
 
 // The header in host byte order; `swapped` tells whether the file is big-endian.
@@ -377,7 +377,10 @@ std::vector<uint8_t> gzip(const std::string& path, const std::vector<uint8_t>& b
 }  // namespace
 
 Volume read_nifti(const std::string& path) {
-  std::vector<uint8_t> bytes = read_maybe_gzipped(path);
+  check_readable(path);
+  const bool gzipped = is_gzip(path);
+  // A gzip file is inflated twice as far as needed: the header, then what the header declares.
+  std::vector<uint8_t> bytes = gzipped ? gunzip_file(path, kHeaderSize) : read_file(path);
   bool swapped = false;
   Volume volume;
   volume.header = host_order_header(path, bytes, swapped);
@@ -395,8 +398,10 @@ Volume read_nifti(const std::string& path) {
   volume.dy = std::fabs(get<float>(header, kPixdim + 8));
   volume.dz = std::fabs(get<float>(header, kPixdim + 12));
 
+  check_decoded_size(path, "volume of", {volume.nx, volume.ny, volume.nz});
   std::size_t count = std::size_t(volume.nx) * std::size_t(volume.ny) * std::size_t(volume.nz);
   std::size_t expected = count * type.size;
+  if (gzipped) bytes = gunzip_file(path, offset + expected);
   std::size_t available = bytes.size() > offset ? bytes.size() - offset : 0;
   if (available < expected) {
     throw FileError(path, "truncated data: expected " + std::to_string(expected) + " bytes of " +
