@@ -62,6 +62,33 @@ std::vector<uint8_t> png16(uint32_t width, uint32_t height, int channels,
   return png;
 }
 
+// An 8-bit-or-less PNG of any colour type from packed, unfiltered rows, with optional PLTE and
+// tRNS chunks.
+std::vector<uint8_t> png_packed(uint32_t width, uint32_t height, uint8_t bits, uint8_t colour_type,
+                                const std::vector<std::vector<uint8_t>>& rows, const std::vector<uint8_t>& palette,
+                                const std::vector<uint8_t>& transparency) {
+  std::vector<uint8_t> png = {137, 80, 78, 71, 13, 10, 26, 10};
+  std::vector<uint8_t> ihdr;
+  put_be32(ihdr, width);
+  put_be32(ihdr, height);
+  ihdr.insert(ihdr.end(), {bits, colour_type, 0, 0, 0});
+  png_chunk(png, "IHDR", ihdr);
+  if (!palette.empty()) png_chunk(png, "PLTE", palette);
+  if (!transparency.empty()) png_chunk(png, "tRNS", transparency);
+  std::vector<uint8_t> raw;
+  for (const auto& row : rows) {
+    raw.push_back(0);
+    raw.insert(raw.end(), row.begin(), row.end());
+  }
+  std::vector<uint8_t> idat(compressBound(uLong(raw.size())));
+  uLongf size = uLongf(idat.size());
+  compress(idat.data(), &size, raw.data(), uLong(raw.size()));
+  idat.resize(size);
+  png_chunk(png, "IDAT", idat);
+  png_chunk(png, "IEND", {});
+  return png;
+}
+
 // A 24-bit BMP: rows bottom-up, BGR, padded to 4 bytes.
 std::vector<uint8_t> bmp24(int width, int height, const std::vector<uint8_t>& rgb) {
   int row_bytes = (3 * width + 3) / 4 * 4;
@@ -245,6 +272,27 @@ TEST_CASE("image: 16-bit PNG keeps 16 bits, BMP is RGB, extensions ignore case",
   CHECK(image.height == 2);
   CHECK(image.channels == 3);
   CHECK(image.pixels == std::vector<float>(rgb.begin(), rgb.end()));
+}
+
+TEST_CASE("image: palette PNGs expand to RGB(A), 1-bit grey scales to 0..255", "[io][image]") {
+  TempDir dir;
+  const std::string path = dir.file("p.png");
+  // Two pixels of a 2-bit palette: indices 1 and 2.
+  const std::vector<uint8_t> palette = {0, 0, 0, 10, 20, 30, 200, 150, 100};
+  write_bytes(path, png_packed(2, 1, 2, 3, {{0b01100000}}, palette, {}));
+  Image image = read_image(path);
+  CHECK(image.channels == 3);
+  CHECK(image.pixels == std::vector<float>{10, 20, 30, 200, 150, 100});
+  // The same with entry 1 half transparent: alpha appears.
+  write_bytes(path, png_packed(2, 1, 2, 3, {{0b01100000}}, palette, {255, 128}));
+  image = read_image(path);
+  CHECK(image.channels == 4);
+  CHECK(image.pixels == std::vector<float>{10, 20, 30, 128, 200, 150, 100, 255});
+  // 1-bit grey: 1, 0, 1.
+  write_bytes(path, png_packed(3, 1, 1, 0, {{0b10100000}}, {}, {}));
+  image = read_image(path);
+  CHECK(image.channels == 1);
+  CHECK(image.pixels == std::vector<float>{255, 0, 255});
 }
 
 TEST_CASE("image: TIFF of 8 and 16 bits, 1 and 3 samples, strips and tiles", "[io][image]") {

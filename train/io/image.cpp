@@ -1,4 +1,5 @@
-// 2D image reading (stb_image, libtiff) and PNG writing (stb_image_write); see image.h.
+// 2D image reading (libspng, libjpeg-turbo, stb_image for BMP, libtiff) and PNG writing
+// (stb_image_write); see image.h and decoders.h.
 //
 // stb is compiled here, in this translation unit only, with its functions static so that they
 // cannot clash with another copy of stb linked into the same program, and without its stdio
@@ -9,6 +10,8 @@
 // with its own handlers (TIFFOpenExt, libtiff >= 4.5) that collect the messages for our
 // exception and print nothing: no global state, so reading in several threads stays safe.
 #include "train/io/image.h"
+
+#include "train/io/decoders.h"
 
 #include <tiffio.h>
 
@@ -28,8 +31,6 @@
 #define STB_IMAGE_IMPLEMENTATION
 #define STB_IMAGE_STATIC
 #define STBI_NO_STDIO
-#define STBI_ONLY_PNG
-#define STBI_ONLY_JPEG
 #define STBI_ONLY_BMP
 #include <stb/stb_image.h>
 #define STB_IMAGE_WRITE_IMPLEMENTATION
@@ -42,19 +43,13 @@ namespace unet::io {
 namespace {
 
 // ---------------------------------------------------------------------------------------------
-// stb_image: PNG, JPEG, BMP
-
-const char* stb_format_name(const std::string& path) {
-  if (ends_with_icase(path, ".png")) return "PNG";
-  if (ends_with_icase(path, ".bmp")) return "BMP";
-  return "JPEG";
-}
+// stb_image: BMP
 
 // stb's reasons are terse tags; the two that matter most read better spelled out.
 std::string explain_stb_failure(const char* reason) {
   std::string tag = reason != nullptr ? reason : "unknown error";
   if (tag == "outofdata") return "truncated or corrupt data (stb: outofdata)";
-  if (tag == "unknown image type") return "not a PNG, JPEG or BMP file (stb: unknown image type)";
+  if (tag == "unknown image type") return "not a BMP file (stb: unknown image type)";
   return tag;
 }
 
@@ -77,8 +72,7 @@ Image read_with_stb(const std::string& path) {
                                                                 &image.height, &image.channels, 0));
   std::unique_ptr<void, void (*)(void*)> pixels(loaded, stbi_image_free);
   if (!pixels) {
-    throw FileError(path, std::string("cannot decode ") + stb_format_name(path) + ": " +
-                              explain_stb_failure(stbi_failure_reason()));
+    throw FileError(path, "cannot decode BMP: " + explain_stb_failure(stbi_failure_reason()));
   }
   std::size_t count = std::size_t(image.width) * std::size_t(image.height) * image.channels;
   if (image.bits == 16) {
@@ -307,9 +301,9 @@ void append_bytes(void* context, void* data, int size) {
 }  // namespace
 
 Image read_image(const std::string& path) {
-  for (const char* extension : {".png", ".jpg", ".jpeg", ".bmp"}) {
-    if (ends_with_icase(path, extension)) return read_with_stb(path);
-  }
+  if (ends_with_icase(path, ".png")) return detail::decode_png(path, read_file(path));
+  if (ends_with_icase(path, ".jpg") || ends_with_icase(path, ".jpeg")) return detail::decode_jpeg(path, read_file(path));
+  if (ends_with_icase(path, ".bmp")) return read_with_stb(path);
   if (ends_with_icase(path, ".tif") || ends_with_icase(path, ".tiff")) {
     return read_with_libtiff(path);
   }

@@ -2,8 +2,10 @@
 // single-channel TIFF masks) and PNG output for looking at predictions.
 //
 // The reader is chosen by extension (case-insensitive):
-//   .png .jpg .jpeg .bmp  stb_image; 16-bit PNGs keep their 16 bits; palette PNGs come out as
-//                         RGB(A) and 1/2/4-bit grey is scaled to 0..255 (stb's expansion).
+//   .png                  libspng; 16-bit PNGs keep their 16 bits; palette PNGs come out as
+//                         RGB(A), 1/2/4-bit grey is scaled to 0..255, tRNS becomes alpha.
+//   .jpg .jpeg            libjpeg-turbo; grey stays one channel, other colour spaces are RGB.
+//   .bmp                  stb_image.
 //   .tif .tiff            libtiff: unsigned 8- or 16-bit samples, 1 to 4 per pixel, interleaved
 //                         (PLANARCONFIG_CONTIG), in strips or tiles, any compression libtiff
 //                         decodes; MINISWHITE is inverted so that larger always means brighter.
