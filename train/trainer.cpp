@@ -207,7 +207,8 @@ RunState load_last(const std::string& path, UNet& model, Adam& adam) {
   load_module_state(model, ck, "model.", path);
   NamedTensors moments = adam.state();
   for (auto& [name, target] : moments) {
-    const auto it = std::find_if(ck.tensors.begin(), ck.tensors.end(), [&](const auto& t) { return t.first == "adam." + name; });
+    const std::string stored = "adam." + name;
+    const auto it = std::find_if(ck.tensors.begin(), ck.tensors.end(), [&](const auto& t) { return t.first == stored; });
     if (it == ck.tensors.end() || it->second.shape() != target.shape()) throw CheckpointError(path, "Adam moment '" + name + "' is missing or misshapen");
     target.copy_from(it->second);
   }
