@@ -161,6 +161,8 @@ void save_checkpoint(const std::string& path, const Checkpoint& checkpoint) {
 }
 
 Checkpoint load_checkpoint(const std::string& path) {
+  std::error_code error;
+  if (std::filesystem::is_directory(path, error)) throw CheckpointError(path, "is a folder, not a checkpoint file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw CheckpointError(path, "cannot open the file (missing or unreadable)");
   const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

@@ -265,7 +265,21 @@ class LinkFolder {
   }
   LinkFolder(const LinkFolder&) = delete;
   LinkFolder& operator=(const LinkFolder&) = delete;
-  const fs::path& path() const { return dir_; }
+  // The volume's slices; errors name the user's file, never the link.
+  std::vector<Sample> load(const DatasetOptions& options, const fs::path& volume) const {
+    try {
+      return load_dataset(dir_.string(), options);
+    } catch (const std::exception& e) {
+      std::string message = e.what();
+      for (const char* name : {"/volume.nii.gz", "/volume.nii"}) {
+        const std::string linked = dir_.string() + name;
+        for (std::size_t at; (at = message.find(linked)) != std::string::npos;) message.replace(at, linked.size(), volume.string());
+      }
+      for (std::size_t at; (at = message.find(dir_.string())) != std::string::npos;)
+        message.replace(at, dir_.string().size(), volume.string());
+      throw std::runtime_error(message);
+    }
+  }
 
  private:
   fs::path dir_;
@@ -300,7 +314,7 @@ void predict_volume(UNet& model, const VolumeInput& in, const Args& args, Output
   DatasetOptions options = model_data_options(model, size);
   options.require_masks = false;
   options.report = [](const std::string&) {};
-  const std::vector<Sample> samples = load_dataset((link ? link->path() : in.folder).string(), options);
+  const std::vector<Sample> samples = link ? link->load(options, in.folder) : load_dataset(in.folder.string(), options);
   std::vector<const Sample*> pointers;
   for (const Sample& s : samples) pointers.push_back(&s);
   const std::vector<std::vector<float>> probabilities = predict_probabilities(model, pointers, args.get_int("batch"));

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <new>
 
 #include "tools/args.h"
 #include "tools/commands.h"
@@ -44,6 +45,11 @@ int main(int argc, char** argv) {
     } catch (const unet::cli::UsageError& e) {
       std::fprintf(stderr, "%s\n", e.what());
       return 2;
+    } catch (const std::bad_alloc&) {
+      // Readers refuse oversized files before allocating; what is left is a model, batch or
+      // --size too large for this machine's memory.
+      std::fprintf(stderr, "unet %s: out of memory (try a smaller --batch or --size)\n", c.name);
+      return 1;
     } catch (const std::exception& e) {
       std::fprintf(stderr, "unet %s: %s\n", c.name, e.what());
       return 1;

@@ -10,6 +10,7 @@
 
 #include "tests/support/cli_run.h"
 #include "train/io/image.h"
+#include "train/io/nifti.h"
 #include "train/io/npy.h"
 
 namespace fs = std::filesystem;
@@ -99,4 +100,27 @@ TEST_CASE("resume before any checkpoint starts from scratch and says so", "[cli]
   CHECK(r.exit_code == 0);
   CHECK_THAT(r.output, Catch::Contains("does not exist yet") && Catch::Contains("starting from scratch"));
   CHECK(fs::exists(dir.file("run/last.ckpt")));
+}
+
+TEST_CASE("errors about a lone NIfTI volume name the user's file, not a temporary link", "[cli][reliability]") {
+  TempDir dir("unet-hostile-nifti");
+  const Result trained = run("train --data phantom:2 --epochs 1 --batch 2 --size 32 --base-filters 4 --depth 2 "
+                             "--in-channels 1 --out " + dir.file("run"));
+  INFO(trained.output);
+  REQUIRE(trained.exit_code == 0);
+  io::Volume like;
+  like.nx = like.ny = 32, like.nz = 3;
+  const std::string volume = dir.file("blank.nii.gz");
+  io::write_nifti(volume, like, std::vector<float>(32 * 32 * 3, 0.0f), false);  // no tissue on any slice
+  const Result r = run("predict --size 32 --checkpoint " + dir.file("run/best.ckpt") + " --input " + volume +
+                       " --out " + dir.file("out"));
+  fails_naming(r, 1, volume, "no slices");
+  CHECK_THAT(r.output, !Catch::Contains("unet-predict-"));
+  CHECK_FALSE(fs::exists(dir.file("out")));
+}
+
+TEST_CASE("a checkpoint path that is a folder is named as such", "[cli][reliability]") {
+  TempDir dir("unet-hostile-ckpt-dir");
+  const Result r = run("eval --size 32 --data phantom:1 --checkpoint " + dir.path.string() + " --out " + dir.file("out"));
+  fails_naming(r, 1, dir.path.string(), "is a folder");
 }
