@@ -42,9 +42,13 @@ void check_training_flags(const Args& args, const UNetConfig& config) {
 
 // Everything after the data is loaded: split, model, training, in the run folder.
 int train_into(const Args& args, const UNetConfig& config, const TrainOptions& o, const std::vector<Sample>& samples) {
-  const Split split = args.get("split").empty() ? split_by_patient(samples, args.get_float("val-fraction"), o.seed)
-                                                : read_split(args.get("split"), samples);
-  write_split(o.run_dir + "/split.txt", split);
+  // A resumed run keeps the split it was trained on; changed flags are refused later, by name.
+  const std::string run_split = o.run_dir + "/split.txt";
+  const bool keep_split = o.resume && args.get("split").empty() && std::filesystem::exists(run_split);
+  const Split split = keep_split                   ? read_split(run_split, samples)
+                      : args.get("split").empty() ? split_by_patient(samples, args.get_float("val-fraction"), o.seed)
+                                                   : read_split(args.get("split"), samples);
+  if (!keep_split) write_split(run_split, split);
   const std::vector<int> train = sample_indices(samples, split.train), val = sample_indices(samples, split.val);
   if (train.empty()) throw std::runtime_error("no training slices: every patient went to validation");
 
@@ -91,7 +95,8 @@ int run_train(int argc, char** argv) {
       .option("seed", "n", "1", "seed for the split, weights, augmentation and dropout")
       .flag("no-augment", "train without augmentation")
       .flag("no-restore-best", "keep the last epoch's weights instead of the best")
-      .flag("resume", "continue the run in --out from its last.ckpt");
+      .flag("resume", "continue the run in --out from its last.ckpt (the same data and settings)")
+      .flag("apply-changes", "with --resume: continue with settings that differ from the run's (new --lr replaces the schedule's)");
   add_device_flags(args);
   add_input_limit_flag(args);
   if (!args.parse(argc, argv)) return 0;
@@ -116,6 +121,11 @@ int run_train(int argc, char** argv) {
   o.augment = !args.has("no-augment");
   o.seed = uint64_t(args.get_int64("seed"));
   o.resume = args.has("resume");
+  o.apply_changes = args.has("apply-changes");
+  for (const char* flag : {"data", "size", "batch", "lr", "weight-decay", "loss", "monitor", "lr-factor", "lr-patience",
+                           "min-lr", "stop-patience", "min-delta", "val-fraction", "split", "seed"})
+    o.settings[flag] = args.get(flag);
+  o.settings["augment"] = args.has("no-augment") ? "no" : "yes";
   if (o.epochs < 1 || o.batch_size < 1) throw UsageError("unet train: --epochs and --batch must be at least 1");
   check_training_flags(args, config);
   o.device = device_from(args, "train");

@@ -161,6 +161,7 @@ struct RunState {
   int best_epoch = 0;
   PlateauState plateau, early;
   std::vector<EpochRecord> history;
+  std::map<std::string, std::string> settings;  // as last.ckpt recorded them
 };
 
 std::string number(double v) {
@@ -170,7 +171,8 @@ std::string number(double v) {
   return out.str();
 }
 
-void save_last(const std::string& path, UNet& model, const Adam& adam, const RunState& s) {
+void save_last(const std::string& path, UNet& model, const Adam& adam, const RunState& s,
+               const std::map<std::string, std::string>& settings) {
   Checkpoint ck;
   for (const auto& [key, value] : model.config().to_map()) ck.meta["model." + key] = value;
   ck.meta["run.epoch"] = std::to_string(s.epoch);
@@ -189,6 +191,7 @@ void save_last(const std::string& path, UNet& model, const Adam& adam, const Run
   std::vector<EpochRecord> history = s.history;
   for (EpochRecord& r : history) r.seconds = 0;
   ck.meta["run.history"] = csv(history);
+  for (const auto& [flag, value] : settings) ck.meta["run.setting." + flag] = value;
   ck.tensors = module_state(model, "model.");
   for (const auto& [name, t] : adam.state()) ck.tensors.emplace_back("adam." + name, t);
   save_checkpoint(path, ck);
@@ -225,6 +228,9 @@ RunState load_last(const std::string& path, UNet& model, Adam& adam) {
     st->cooldown_left = std::stoi(meta(std::string("run.") + name + ".cooldown"));
   }
   s.history = parse_csv(meta("run.history"));
+  const std::string prefix = "run.setting.";
+  for (const auto& [key, value] : ck.meta)
+    if (key.starts_with(prefix)) s.settings[key.substr(prefix.size())] = value;
   return s;
 }
 
@@ -248,6 +254,19 @@ void write_summary(const TrainOptions& o, const TrainResult& r, const UNet& mode
   }
   j << "},\n  \"parameters\": " << model.parameter_count() + model.buffer_count() << "\n}\n";
   write_text(o.run_dir + "/summary.json", j.str());
+}
+
+// "--lr 0.001 (run: 0.002), --batch 4 (run: 8)": the settings whose values differ; a setting
+// that the run did not record (an older checkpoint) is not compared.
+std::string changed_settings(const std::map<std::string, std::string>& run,
+                             const std::map<std::string, std::string>& now) {
+  std::string text;
+  for (const auto& [flag, value] : now) {
+    const auto it = run.find(flag);
+    if (it == run.end() || it->second == value) continue;
+    text += (text.empty() ? "--" : ", --") + flag + " " + value + " (run: " + it->second + ")";
+  }
+  return text;
 }
 
 // Checkpoint and log writes go through ".<name>.tmp-*" files renamed into place; a run killed
@@ -289,6 +308,16 @@ TrainResult train_model(UNet& model, const std::vector<Sample>& samples, const s
   } else if (o.resume) {
     state = load_last(last_path, model, adam);
     restore_seconds(o.run_dir + "/log.csv", state.history);
+    const std::string changed = changed_settings(state.settings, o.settings);
+    if (!changed.empty() && !o.apply_changes) {
+      throw std::runtime_error("cannot resume " + last_path + ": settings differ from the run's (" + changed +
+                               "); give the run's values, or --apply-changes to continue with the new ones");
+    }
+    if (!changed.empty()) {
+      std::printf("resume: applying changed settings: %s\n", changed.c_str());
+      if (state.settings.count("lr") && o.settings.count("lr") && state.settings.at("lr") != o.settings.at("lr"))
+        state.lr = o.adam.lr;
+    }
     plateau.state() = state.plateau;
     early.state() = state.early;
     std::printf("resumed %s after epoch %d\n", last_path.c_str(), state.epoch);
@@ -339,10 +368,11 @@ TrainResult train_model(UNet& model, const std::vector<Sample>& samples, const s
       result.best_epoch = epoch;
       save_unet(best_path, model, {{"run.epoch", std::to_string(epoch)}});
     }
-    state = {epoch, plateau.step(monitored, adam.lr()), result.best_epoch, plateau.state(), early.state(), result.history};
+    state = {epoch, plateau.step(monitored, adam.lr()), result.best_epoch, plateau.state(), early.state(), result.history,
+             o.settings};
     const bool reduced = state.lr < adam.lr();
     adam.set_lr(float(state.lr));
-    save_last(last_path, model, adam, state);
+    save_last(last_path, model, adam, state, o.settings);
     write_text(o.run_dir + "/log.csv", csv(result.history));
     draw_curves(o.run_dir + "/curves.png", result.history);
     std::printf("epoch %3d/%d  loss %.4f  val_loss %.4f  val_dice %.4f  val_iou %.4f  lr %.2e  %.1f s%s%s\n", epoch, o.epochs,

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,11 @@ struct TrainOptions {
   Device device = Device::CPU;
   float threshold = 0.5f;
   bool resume = false;     // continue from run_dir/last.ckpt
+  // The run's settings as the user gave them (flag -> value), kept in last.ckpt: a resume with
+  // other values is refused, listing them, unless apply_changes (then the new learning rate
+  // replaces the schedule's, and the rest apply as they are read).
+  std::map<std::string, std::string> settings;
+  bool apply_changes = false;
   int stop_after = 0;      // stop (as if interrupted) after this many epochs in this call; 0: never
   bool progress = true;    // progress bar on stdout
 };

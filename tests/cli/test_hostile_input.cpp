@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -123,4 +124,26 @@ TEST_CASE("a checkpoint path that is a folder is named as such", "[cli][reliabil
   TempDir dir("unet-hostile-ckpt-dir");
   const Result r = run("eval --size 32 --data phantom:1 --checkpoint " + dir.path.string() + " --out " + dir.file("out"));
   fails_naming(r, 1, dir.path.string(), "is a folder");
+}
+
+TEST_CASE("resume refuses changed settings, listing them, unless --apply-changes", "[cli][reliability][resume]") {
+  TempDir dir("unet-hostile-resume-changes");
+  const std::string base = "train --data phantom:2 --batch 2 --size 32 --base-filters 4 --depth 2 --out " + dir.file("run");
+  REQUIRE(run(base + " --epochs 1").exit_code == 0);
+  const auto split_text = [&] {
+    std::ifstream in(dir.file("run/split.txt"));
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const std::string split = split_text();
+
+  const Result refused = run(base + " --epochs 2 --resume --lr 0.001 --seed 9");
+  fails_naming(refused, 1, "--lr 0.001 (run: 0.002)", "--seed 9 (run: 1)");
+  CHECK_THAT(refused.output, Catch::Contains("--apply-changes"));
+  CHECK(split_text() == split);  // the run's split is kept, not redrawn with the new seed
+
+  const Result applied = run(base + " --epochs 2 --resume --lr 0.001 --apply-changes");
+  INFO(applied.output);
+  CHECK(applied.exit_code == 0);
+  CHECK_THAT(applied.output, Catch::Contains("applying changed settings: --lr 0.001 (run: 0.002)"));
+  CHECK_THAT(applied.output, Catch::Contains("lr 1.00e-03"));
 }
