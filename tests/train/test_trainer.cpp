@@ -150,3 +150,20 @@ TEST_CASE("resuming with another model config is refused", "[trainer][resume]") 
   o.epochs = 2;
   CHECK_THROWS_WITH(train_model(other, f.samples, f.train, f.val, o), Catch::Contains("last.ckpt") && Catch::Contains("another model config"));
 }
+
+TEST_CASE("a run killed after its last checkpoint but before its log resumes to a complete log", "[trainer][resume]") {
+  Fixture f;
+  UNet a(Fixture::config(), 7);
+  train_model(a, f.samples, f.train, f.val, f.options("late"));
+  const fs::path log = f.root / "late" / "log.csv";
+  const std::string complete = log_without_seconds(log);
+  // The log as it was before the final epoch's write: one row short.
+  std::string text = file_bytes(log);
+  text.erase(text.rfind('\n', text.size() - 2) + 1);
+  std::ofstream(log, std::ios::trunc) << text;
+  TrainOptions again = f.options("late");
+  again.resume = true;
+  UNet b(Fixture::config(), 7);
+  train_model(b, f.samples, f.train, f.val, again);
+  CHECK(log_without_seconds(log) == complete);
+}
