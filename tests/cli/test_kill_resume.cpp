@@ -1,13 +1,15 @@
 // kill -9 at random moments of a training run, then --resume: the run must end with the same
 // best.ckpt, last.ckpt and log.csv (minus its seconds column) as a run never interrupted. Three
-// kill points here (each a few seconds); scripts/kill_resume.sh runs as many as asked.
+// kill points by default (each a few seconds); UNET_KILL_TRIALS=N asks for N.
 #include <catch2/catch.hpp>
 
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -60,7 +62,9 @@ TEST_CASE("kill -9 at random moments, then --resume, ends with byte-identical ch
 
   std::mt19937 rng(12345);
   std::uniform_int_distribution<int> moment(50, 1500);  // ms: from data loading to the last epochs
-  for (int trial = 0; trial < 3; ++trial) {
+  const char* asked = std::getenv("UNET_KILL_TRIALS");
+  const int trials = asked ? std::max(1, std::atoi(asked)) : 3;
+  for (int trial = 0; trial < trials; ++trial) {
     const std::string out = dir.file("killed" + std::to_string(trial));
     const int ms = moment(rng);
     INFO("killed after " << ms << " ms");
