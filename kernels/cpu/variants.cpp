@@ -1,5 +1,6 @@
 #include "kernels/cpu/variants.h"
 
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <cstring>
@@ -8,11 +9,14 @@
 
 #include "kernels/cpu/adam.h"
 #include "kernels/cpu/batchnorm.h"
+#include "kernels/cpu/batchnorm_simd.h"
 #include "kernels/cpu/concat.h"
 #include "kernels/cpu/conv.h"
 #include "kernels/cpu/conv_direct.h"
 #include "kernels/cpu/conv_transpose_polyphase.h"
+#include "kernels/cpu/conv_winograd.h"
 #include "kernels/cpu/dropout.h"
+#include "kernels/cpu/dropout_avx512.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/loss.h"
 #include "kernels/cpu/pool.h"
@@ -35,6 +39,17 @@ bool not_1x1(const KernelCall& c) { return c.conv.kh * c.conv.kw > 1; }
 // layers, where its per-tile horizontal sums and L2 traffic weigh most.
 bool large_plane_not_1x1(const KernelCall& c) {
   return not_1x1(c) && std::size_t(c.conv.h_out) * std::size_t(c.conv.w_out) > 30 * 30;
+}
+bool winograd_handles(const KernelCall& c) { return winograd::supports(c.conv); }
+// Where the rule picks Winograd over the direct kernels (single-thread timings of the model's
+// shapes at batch 1 and 6, docs/KERNELS.md): its transforms cost per channel what its multiply
+// saves per pair of channels, so it needs channels on both sides. AVX-512 wins from 16 x 16
+// (1.0-1.15x at 16 -> 16 on 240x240, 1.25-2x from 32 channels) and loses 1.2-1.8x on the
+// 3-channel image layer; AVX2, with half the lanes for the transforms, loses up to 1.2x at
+// 16 -> 16 and wins from 16 -> 32.
+bool winograd_avx512_preferred(const KernelCall& c) { return std::min(c.conv.c_in, c.conv.c_out) >= 16; }
+bool winograd_avx2_preferred(const KernelCall& c) {
+  return winograd_avx512_preferred(c) && std::max(c.conv.c_in, c.conv.c_out) >= 32;
 }
 bool polyphase_handles(const KernelCall& c) { return polyphase::supports(c.conv_t); }
 // Where the rule picks the polyphase transposed convolutions (bench_kernels, U-Net at batch 6,
@@ -86,6 +101,8 @@ void adam_all(const AdamParams& a, const std::vector<AdamTensor>& tensors) {
 constexpr Isa kAny = Isa::Scalar;
 constexpr const char* kLoops = "loops";
 constexpr const char* kLoopsSummary = "OpenMP loops the compiler vectorises (AVX2)";
+constexpr const char* kBnSimdAvx512 = "float sums per run in 16-lane registers, runs merged in double";
+constexpr const char* kBnSimdAvx2 = "float sums per run in 8-lane registers, runs merged in double";
 
 // The table. Within a primitive, the order is the order of preference.
 std::vector<Variant> make_table() {
@@ -96,6 +113,12 @@ std::vector<Variant> make_table() {
       entry<K::copy>("memcpy", kAny, true, "std::memcpy", memcpy_bytes),
       entry<K::fill>(kLoops, kAny, true, kLoopsSummary, fill<float>),
 
+      entry<K::conv2d_forward>("winograd_avx512", Isa::Avx512, false,
+                               "Winograd F(2x2,3x3), AVX-512 transforms and micro-kernel, 3x3 stride 1",
+                               winograd::conv2d_forward_avx512, winograd_handles, winograd_avx512_preferred),
+      entry<K::conv2d_forward>("winograd_avx2", Isa::Avx2, false,
+                               "Winograd F(2x2,3x3), AVX2+FMA transforms and micro-kernel, 3x3 stride 1",
+                               winograd::conv2d_forward_avx2, winograd_handles, winograd_avx2_preferred),
       entry<K::conv2d_forward>("direct_avx512", Isa::Avx512, false,
                                "direct conv, register-blocked AVX-512 micro-kernel, stride 1",
                                direct::conv2d_forward_avx512, stride_one, not_1x1),
@@ -103,6 +126,14 @@ std::vector<Variant> make_table() {
                                "direct conv, register-blocked AVX2+FMA micro-kernel, stride 1",
                                direct::conv2d_forward_avx2, stride_one, not_1x1),
       entry<K::conv2d_forward>("im2col_gemm", kAny, true, "im2col bands + Eigen GEMM", conv2d_forward<float>),
+      entry<K::conv2d_backward_data>("winograd_avx512", Isa::Avx512, false,
+                                     "Winograd F(2x2,3x3) of dy with the flipped kernel, AVX-512, 3x3 stride 1",
+                                     winograd::conv2d_backward_data_avx512, winograd_handles,
+                                     winograd_avx512_preferred),
+      entry<K::conv2d_backward_data>("winograd_avx2", Isa::Avx2, false,
+                                     "Winograd F(2x2,3x3) of dy with the flipped kernel, AVX2+FMA, 3x3 stride 1",
+                                     winograd::conv2d_backward_data_avx2, winograd_handles,
+                                     winograd_avx2_preferred),
       entry<K::conv2d_backward_data>("direct_avx512", Isa::Avx512, false,
                                      "direct conv of dy with the flipped kernel, AVX-512, stride 1",
                                      direct::conv2d_backward_data_avx512, stride_one, not_1x1),
@@ -150,12 +181,25 @@ std::vector<Variant> make_table() {
       entry<K::conv_transpose2d_backward_filter>("im2col_gemm", kAny, true, "im2col + GEMM",
                                                  conv_transpose2d_backward_filter<float>),
 
+      entry<K::batchnorm_forward_train>("simd_avx512", Isa::Avx512, false, kBnSimdAvx512,
+                                        bn_simd::forward_train_avx512),
+      entry<K::batchnorm_forward_train>("simd_avx2", Isa::Avx2, false, kBnSimdAvx2, bn_simd::forward_train_avx2),
       entry<K::batchnorm_forward_train>(kLoops, kAny, true, kLoopsSummary, batchnorm_forward_train<float>),
+      entry<K::batchnorm_forward_infer>("simd_avx512", Isa::Avx512, false,
+                                        "(x - mean) scale + beta, 16 floats a register", bn_simd::forward_infer_avx512),
+      entry<K::batchnorm_forward_infer>("simd_avx2", Isa::Avx2, false, "(x - mean) scale + beta, 8 floats a register",
+                                        bn_simd::forward_infer_avx2),
       entry<K::batchnorm_forward_infer>(kLoops, kAny, true, kLoopsSummary, batchnorm_forward_infer<float>),
+      entry<K::batchnorm_backward_train>("simd_avx512", Isa::Avx512, false, kBnSimdAvx512,
+                                         bn_simd::backward_train_avx512),
+      entry<K::batchnorm_backward_train>("simd_avx2", Isa::Avx2, false, kBnSimdAvx2, bn_simd::backward_train_avx2),
       entry<K::batchnorm_backward_train>(kLoops, kAny, true, kLoopsSummary, batchnorm_backward_train<float>),
       entry<K::batchnorm_backward_infer>(kLoops, kAny, true, kLoopsSummary, batchnorm_backward_infer<float>),
       entry<K::maxpool2x2_forward>(kLoops, kAny, true, kLoopsSummary, maxpool2x2_forward<float>),
       entry<K::maxpool2x2_backward>(kLoops, kAny, true, kLoopsSummary, maxpool2x2_backward<float>),
+      entry<K::dropout_forward>("philox_avx512", Isa::Avx512, false,
+                                "16 Philox counters a register, keep bits interleaved by pdep into y and the mask",
+                                dropout_forward_avx512),
       entry<K::dropout_forward>(kLoops, kAny, true, "Philox-4x32-10 counters, then the mask", dropout_forward<float>),
       entry<K::dropout_backward>(kLoops, kAny, true, kLoopsSummary, dropout_backward<float>),
       entry<K::concat_channels>(kLoops, kAny, true, "plane copies", concat_channels<float>),

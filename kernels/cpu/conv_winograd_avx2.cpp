@@ -1,0 +1,14 @@
+// The Winograd convolutions instantiated for avx2 (this file is compiled with its flags only).
+#include "kernels/cpu/conv_winograd.h"
+#include "kernels/cpu/conv_winograd_kernels.h"
+
+namespace unet::cpu::winograd {
+
+void conv2d_forward_avx2(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y) {
+  forward<simd::Avx2>(s, x, w, bias, y);
+}
+void conv2d_backward_data_avx2(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
+  backward_data<simd::Avx2>(s, dy, w, dx);
+}
+
+}  // namespace unet::cpu::winograd
