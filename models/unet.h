@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/checkpoint.h"
 #include "engine/layers.h"
 #include "engine/module.h"
 
@@ -83,7 +84,9 @@ namespace unet {
 // `extra_meta` is stored alongside (e.g. the run that produced it).
 void save_unet(const std::string& path, const UNet& model,
                const std::map<std::string, std::string>& extra_meta = {});
-// Rebuilds the model from a checkpoint's config and loads its weights.
+// Rebuilds the model from a checkpoint's config and loads its weights (the second form from a
+// checkpoint already read; `path` names it in errors).
 std::unique_ptr<UNet> load_unet(const std::string& path);
+std::unique_ptr<UNet> load_unet(const Checkpoint& checkpoint, const std::string& path);
 
 }  // namespace unet

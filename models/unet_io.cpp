@@ -16,8 +16,9 @@ void save_unet(const std::string& path, const UNet& model,
   save_checkpoint(path, ck);
 }
 
-std::unique_ptr<UNet> load_unet(const std::string& path) {
-  const Checkpoint ck = load_checkpoint(path);
+std::unique_ptr<UNet> load_unet(const std::string& path) { return load_unet(load_checkpoint(path), path); }
+
+std::unique_ptr<UNet> load_unet(const Checkpoint& ck, const std::string& path) {
   std::map<std::string, std::string> config;
   for (const auto& [key, value] : ck.meta) {
     if (key.starts_with(kPrefix)) config[key.substr(kPrefix.size())] = value;

@@ -65,6 +65,11 @@ std::string Args::get(const std::string& name) const {
   return it != values_.end() ? it->second : s.fallback;
 }
 
+void Args::set_fallback(const std::string& name, const std::string& value) {
+  spec(name);
+  specs_.at(name).fallback = value;
+}
+
 bool Args::has(const std::string& name) const {
   spec(name);
   return values_.count(name) > 0;

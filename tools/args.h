@@ -32,6 +32,8 @@ class Args {
   long long get_int64(const std::string& name) const;
   float get_float(const std::string& name) const;
   bool has(const std::string& name) const;  // a switch was given, or an option was set explicitly
+  // Replaces an option's fallback after parsing, for defaults known only then (a checkpoint's).
+  void set_fallback(const std::string& name, const std::string& value);
 
   std::string help() const;
 

@@ -235,7 +235,7 @@ int run_eval(int argc, char** argv) {
       .option("data", "source", "", "labelled dataset: phantom[:N], LGG, BraTS, npy or image folder (required)")
       .option("split", "file", "", "split file of a training run (see --subset)")
       .option("subset", "name", "val", "val, train or all patients of --split (all without --split)")
-      .option("size", "pixels", "240", "input height and width the images are resized to")
+      .option("size", "pixels", "240", "input height and width the images are resized to (default: the checkpoint's training size)")
       .option("threshold", "p", "0.5", "probability >= p is tumour")
       .option("batch", "n", "8", "images per forward pass")
       .option("device", "name", "auto", "auto (CUDA when a GPU is usable, else CPU), cpu or cuda")
@@ -260,7 +260,7 @@ int run_eval(int argc, char** argv) {
   apply_kernels_flag(args, "eval");
   apply_input_limit_flag(args, "eval");
   const Device device = resolve_device(args.get("device"));
-  std::unique_ptr<UNet> model = load_model(args.get("checkpoint"), device, args.get_int("size"), "eval");
+  std::unique_ptr<UNet> model = load_model(args, device, "eval");
   const std::vector<Sample> data = load_dataset(args.get("data"), model_data_options(*model, args.get_int("size")));
   const std::vector<const Sample*> samples = selected(data, args);
   for (const Sample* s : samples)

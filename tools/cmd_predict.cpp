@@ -373,7 +373,7 @@ int run_predict(int argc, char** argv) {
       .option("input", "path", "", "slice, image, folder or NIfTI volume (required)")
       .option("truth", "path", "", "truth mask file, folder of masks, or label volume (default: found beside the input)")
       .option("out", "dir", "", "output folder (required)")
-      .option("size", "pixels", "240", "model input height and width the images are resized to")
+      .option("size", "pixels", "240", "model input height and width the images are resized to (default: the checkpoint's training size)")
       .option("threshold", "p", "0.5", "probability >= p is tumour")
       .option("batch", "n", "8", "slices per forward pass")
       .option("device", "name", "auto", "auto (CUDA when a GPU is usable, else CPU), cpu or cuda")
@@ -397,7 +397,7 @@ int run_predict(int argc, char** argv) {
   apply_kernels_flag(args, "predict");
   apply_input_limit_flag(args, "predict");
   const Device device = resolve_device(args.get("device"));
-  std::unique_ptr<UNet> model = load_model(args.get("checkpoint"), device, args.get_int("size"), "predict");
+  std::unique_ptr<UNet> model = load_model(args, device, "predict");
   OutputFolder out(args.get("out"));
   if (!volume_input) {
     predict_slices(*model, slice_inputs(input, truth), args, out);

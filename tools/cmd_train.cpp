@@ -122,6 +122,7 @@ int run_train(int argc, char** argv) {
   o.seed = uint64_t(args.get_int64("seed"));
   o.resume = args.has("resume");
   o.apply_changes = args.has("apply-changes");
+  o.input_size = args.get_int("size");
   for (const char* flag : {"data", "size", "batch", "lr", "weight-decay", "loss", "monitor", "lr-factor", "lr-patience",
                            "min-lr", "stop-patience", "min-delta", "val-fraction", "split", "seed"})
     o.settings[flag] = args.get(flag);

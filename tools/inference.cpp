@@ -18,9 +18,17 @@ namespace unet::cli {
 
 namespace fs = std::filesystem;
 
-std::unique_ptr<UNet> load_model(const std::string& checkpoint, Device device, int size,
-                                 const std::string& command) {
-  std::unique_ptr<UNet> model = load_unet(checkpoint);
+std::unique_ptr<UNet> load_model(Args& args, Device device, const std::string& command) {
+  const std::string checkpoint = args.get("checkpoint");
+  const Checkpoint ck = load_checkpoint(checkpoint);
+  std::unique_ptr<UNet> model = load_unet(ck, checkpoint);
+  if (const auto it = ck.meta.find("data.size"); it != ck.meta.end()) {
+    if (!args.has("size")) args.set_fallback("size", it->second);
+    else if (args.get("size") != it->second)
+      std::fprintf(stderr, "unet %s: --size %s, but %s was trained at %s px: scores and masks may suffer\n",
+                   command.c_str(), args.get("size").c_str(), checkpoint.c_str(), it->second.c_str());
+  }
+  const int size = args.get_int("size");
   const int multiple = 1 << model->config().depth;
   if (size <= 0 || size > kMaxImageSize || size % multiple != 0)
     throw UsageError("unet " + command + ": --size must be a multiple of " + std::to_string(multiple) +

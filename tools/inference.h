@@ -10,16 +10,18 @@
 
 #include "engine/backend.h"
 #include "models/unet.h"
+#include "tools/args.h"
 #include "train/dataset.h"
 #include "train/sample.h"
 
 namespace unet::cli {
 
-// The checkpoint's model in eval mode on `device`. Throws UsageError when `size` is not a
-// positive multiple of 2^depth (the model's poolings need it) and std::runtime_error naming the
+// The model of --checkpoint in eval mode on `device`. --size defaults to the input size the
+// checkpoint was trained at (its "data.size"; 240 for checkpoints that do not record one), and an
+// explicit --size that differs from it is allowed and said. Throws UsageError when the size is not
+// a positive multiple of 2^depth (the model's poolings need it) and std::runtime_error naming the
 // checkpoint when the model has other than one output channel (binary tumour masks).
-std::unique_ptr<UNet> load_model(const std::string& checkpoint, Device device, int size,
-                                 const std::string& command);
+std::unique_ptr<UNet> load_model(Args& args, Device device, const std::string& command);
 
 // Dataset options that give the model what it was built for: its input channels at `size`.
 DatasetOptions model_data_options(const UNet& model, int size);

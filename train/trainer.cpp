@@ -172,7 +172,7 @@ std::string number(double v) {
 }
 
 void save_last(const std::string& path, UNet& model, const Adam& adam, const RunState& s,
-               const std::map<std::string, std::string>& settings) {
+               const std::map<std::string, std::string>& settings, int input_size) {
   Checkpoint ck;
   for (const auto& [key, value] : model.config().to_map()) ck.meta["model." + key] = value;
   ck.meta["run.epoch"] = std::to_string(s.epoch);
@@ -192,6 +192,7 @@ void save_last(const std::string& path, UNet& model, const Adam& adam, const Run
   for (EpochRecord& r : history) r.seconds = 0;
   ck.meta["run.history"] = csv(history);
   for (const auto& [flag, value] : settings) ck.meta["run.setting." + flag] = value;
+  if (input_size > 0) ck.meta["data.size"] = std::to_string(input_size);
   ck.tensors = module_state(model, "model.");
   for (const auto& [name, t] : adam.state()) ck.tensors.emplace_back("adam." + name, t);
   save_checkpoint(path, ck);
@@ -366,13 +367,15 @@ TrainResult train_model(UNet& model, const std::vector<Sample>& samples, const s
     const auto decision = early.step(monitored);
     if (decision.improved) {
       result.best_epoch = epoch;
-      save_unet(best_path, model, {{"run.epoch", std::to_string(epoch)}});
+      std::map<std::string, std::string> meta = {{"run.epoch", std::to_string(epoch)}};
+      if (o.input_size > 0) meta["data.size"] = std::to_string(o.input_size);
+      save_unet(best_path, model, meta);
     }
     state = {epoch, plateau.step(monitored, adam.lr()), result.best_epoch, plateau.state(), early.state(), result.history,
              o.settings};
     const bool reduced = state.lr < adam.lr();
     adam.set_lr(float(state.lr));
-    save_last(last_path, model, adam, state, o.settings);
+    save_last(last_path, model, adam, state, o.settings, o.input_size);
     write_text(o.run_dir + "/log.csv", csv(result.history));
     draw_curves(o.run_dir + "/curves.png", result.history);
     std::printf("epoch %3d/%d  loss %.4f  val_loss %.4f  val_dice %.4f  val_iou %.4f  lr %.2e  %.1f s%s%s\n", epoch, o.epochs,

@@ -49,6 +49,7 @@ struct TrainOptions {
   // replaces the schedule's, and the rest apply as they are read).
   std::map<std::string, std::string> settings;
   bool apply_changes = false;
+  int input_size = 0;  // recorded in the checkpoints ("data.size") for eval and predict; 0: unknown
   int stop_after = 0;      // stop (as if interrupted) after this many epochs in this call; 0: never
   bool progress = true;    // progress bar on stdout
 };

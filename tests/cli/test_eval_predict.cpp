@@ -95,6 +95,22 @@ TEST_CASE("unet eval writes per-image, per-patient and summary files for a label
   CHECK(std::distance(fs::directory_iterator(out + "/overlays"), fs::directory_iterator()) == 2);
 }
 
+TEST_CASE("eval and predict default --size to the checkpoint's training size and say when it differs", "[cli][eval]") {
+  TempDir dir("unet-eval-size-test");
+  const std::string ckpt = train_tiny_model(dir);  // trained at 32 px
+  const Result same = run("eval --device cpu --overlays 0 --checkpoint " + ckpt + " --data phantom:1 --out " + dir.file("a"));
+  INFO(same.output);
+  REQUIRE(same.exit_code == 0);
+  CHECK_THAT(text_of(dir.file("a/summary.json")), Catch::Contains("\"size\": 32"));
+  CHECK_THAT(same.output, !Catch::Contains("was trained at"));
+  const Result other = run("eval --device cpu --size 64 --overlays 0 --checkpoint " + ckpt + " --data phantom:1 --out " +
+                           dir.file("b"));
+  INFO(other.output);
+  REQUIRE(other.exit_code == 0);
+  CHECK_THAT(other.output, Catch::Contains("--size 64, but " + ckpt + " was trained at 32 px"));
+  CHECK_THAT(text_of(dir.file("b/summary.json")), Catch::Contains("\"size\": 64"));
+}
+
 TEST_CASE("unet predict writes mask, probabilities and overlay at an npy slice's own size", "[cli][predict]") {
   TempDir dir("unet-eval-predict-test");
   const std::string ckpt = train_tiny_model(dir);
