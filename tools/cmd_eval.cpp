@@ -28,9 +28,10 @@ const char* const kConventions =
     "slices: read Dice per patient instead.";
 const char* const kPatientNote =
     "Per patient: scores from the confusion counts summed over the patient's slices (volume "
-    "level); HD95 is the mean of the patient's slice HD95s that are defined. Overall: mean and "
-    "median over patients, and scores pooled over all pixels (HD95: mean over images with a "
-    "defined HD95).";
+    "level); HD95 is the mean of the patient's slice HD95s that are defined on slices with tumour "
+    "in the truth or the prediction (a patient with nothing predicted has an undefined HD95, not "
+    "0). Overall: mean and median over patients, and scores pooled over all pixels (HD95: mean "
+    "over those same images).";
 
 struct Row {
   std::string name, patient;  // image id or patient id; patient of an image
@@ -95,6 +96,11 @@ std::vector<const Sample*> selected(const std::vector<Sample>& samples, const Ar
   return out;
 }
 
+// Whether an image's HD95 enters averages: defined, and with tumour in the truth or the
+// prediction. A slice empty in both has HD95 0 by convention; averaged in, such slices would
+// make a patient with nothing predicted read as a perfect 0.
+bool hd95_counts(const Row& r) { return std::isfinite(r.s.hd95) && r.c.tp + r.c.fn + r.c.fp > 0; }
+
 // Per-patient rows, in the order patients first appear, from the per-image rows.
 std::vector<Row> per_patient(const std::vector<Row>& images) {
   std::vector<Row> patients;
@@ -109,7 +115,7 @@ std::vector<Row> per_patient(const std::vector<Row>& images) {
     Row& p = patients[it->second];
     ++p.slices;
     p.c += r.c;
-    if (std::isfinite(r.s.hd95)) {
+    if (hd95_counts(r)) {
       ++p.hd95_defined;
       hd95_sum[it->second] += r.s.hd95;
     }
@@ -133,7 +139,7 @@ Overall overall(const std::vector<Row>& images, const std::vector<Row>& patients
   std::vector<double> hd95s, dice, iou;
   for (const Row& r : images) {
     total += r.c;
-    if (std::isfinite(r.s.hd95)) hd95s.push_back(r.s.hd95);
+    if (hd95_counts(r)) hd95s.push_back(r.s.hd95);
     o.images_hd95_undefined += !std::isfinite(r.s.hd95);
     o.images_with_tumour += r.c.tp + r.c.fn > 0;
   }
