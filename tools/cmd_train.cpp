@@ -101,7 +101,7 @@ int run_train(int argc, char** argv) {
   add_input_limit_flag(args);
   if (!args.parse(argc, argv)) return 0;
 
-  const UNetConfig config = model_config_from(args);
+  UNetConfig config = model_config_from(args);
   TrainOptions o;
   o.run_dir = args.get("out");
   o.epochs = args.get_int("epochs");
@@ -134,9 +134,15 @@ int run_train(int argc, char** argv) {
 
   DatasetOptions data;
   data.size = args.get_int("size");
-  data.channels = config.in_channels;
+  // Without --in-channels the model takes the channels the data has (2 for a BraTS set of two
+  // modalities, 3 for LGG's RGB slices), which no user should have to look up.
+  data.channels = args.has("in-channels") ? config.in_channels : 0;
   data.seed = o.seed;
   const std::vector<Sample> samples = load_dataset(args.get("data"), data);
+  if (!args.has("in-channels") && !samples.empty() && samples.front().channels != config.in_channels) {
+    config.in_channels = samples.front().channels;
+    std::printf("unet train: %d input channels, as the data has (--in-channels sets them)\n", config.in_channels);
+  }
   // A run that fails before its first checkpoint leaves no folder behind, if it made the folder.
   const bool fresh = !std::filesystem::exists(o.run_dir);
   std::filesystem::create_directories(o.run_dir);

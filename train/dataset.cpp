@@ -225,7 +225,8 @@ Sample preprocess(Raw raw, const DatasetOptions& options, std::string patient, s
                   std::string source) {
   if (options.channels > raw.channels)
     throw io::FileError(source, "has " + std::to_string(raw.channels) + " channel(s), but " +
-                                    std::to_string(options.channels) + " were requested");
+                                    std::to_string(options.channels) +
+                                    " were requested (the model's --in-channels; leave it out to train on what the data has)");
   const int channels = options.channels > 0 ? options.channels : raw.channels;
   raw.image.resize(std::size_t(channels) * std::size_t(raw.height) * std::size_t(raw.width));
   Sample s;
@@ -691,7 +692,8 @@ BratsPatient brats_files(const fs::path& folder, const DatasetOptions& options) 
   if (options.channels > int(p.channels.size()))
     throw io::FileError(folder.string(), "has " + std::to_string(p.channels.size()) +
                                              " volume(s), but " + std::to_string(options.channels) +
-                                             " channels were requested");
+                                             " channels were requested (the model's --in-channels; leave it out to "
+                                             "train on what the data has)");
   if (options.channels > 0) p.channels.resize(std::size_t(options.channels));
   return p;
 }

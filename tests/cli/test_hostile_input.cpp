@@ -147,3 +147,25 @@ TEST_CASE("resume refuses changed settings, listing them, unless --apply-changes
   CHECK_THAT(applied.output, Catch::Contains("applying changed settings: --lr 0.001 (run: 0.002)"));
   CHECK_THAT(applied.output, Catch::Contains("lr 1.00e-03"));
 }
+
+TEST_CASE("train takes the data's channels when --in-channels is not given", "[cli][train]") {
+  TempDir dir("unet-channels");
+  fs::create_directories(dir.file("data"));
+  std::vector<float> image(32 * 32 * 2), mask(32 * 32, 0.0f);
+  for (std::size_t i = 0; i < image.size(); ++i) image[i] = float(i % 97) * 0.1f + 1.0f;
+  for (std::size_t i = 300; i < 400; ++i) mask[i] = 1.0f;
+  for (int patient = 0; patient < 4; ++patient)
+    for (int slice = 0; slice < 2; ++slice) {
+      const std::string stem = dir.file("data/p" + std::to_string(patient) + "_" + std::to_string(slice));
+      io::write_npy(stem + ".npy", {32, 32, 2}, image.data());
+      io::write_npy(stem + "_mask.npy", {32, 32}, mask.data());
+    }
+  const Result r = run("train --data " + dir.file("data") + " --epochs 1 --batch 2 --size 32 --base-filters 4 --depth 2 --out " +
+                       dir.file("run"));
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.output, Catch::Contains("2 input channels, as the data has"));
+  const Result three = run("train --data " + dir.file("data") + " --in-channels 3 --epochs 1 --batch 2 --size 32 --out " +
+                           dir.file("run3"));
+  fails_naming(three, 1, "3 were requested", "--in-channels");
+}
