@@ -336,6 +336,24 @@ Kind pair_kind(const fs::path& images) {
   return std::all_of(files.begin(), files.end(), is_npy) ? Kind::npy : Kind::images;
 }
 
+// What detect() looked at in a folder that matched no layout: how deep, and what it saw there.
+std::string searched(const fs::path& root) {
+  std::size_t files = 0, folders = 0;
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(root)) {
+    (entry.is_directory() ? folders : files) += 1;
+    names.push_back(entry.path().filename().string() + (entry.is_directory() ? "/" : ""));
+  }
+  std::sort(names.begin(), names.end());
+  std::string examples;
+  for (std::size_t i = 0; i < std::min<std::size_t>(3, names.size()); ++i) examples += (i ? ", " : "") + names[i];
+  return "looked at the folder itself (images/ and masks/, image or .npy files with their masks), one level "
+         "down (LGG <case>/<case>_<n>.tif, BraTS patient folders of .nii/.nii.gz) and two levels down "
+         "(BraTS train/ and validation/ patient folders); it holds " +
+         std::to_string(files) + " file(s) and " + std::to_string(folders) + " folder(s) (" + examples +
+         (files + folders > 3 ? ", ..." : "") + ") and none matched; ";
+}
+
 Layout detect(const std::string& source) {
   if (is_phantom(source)) return {Kind::phantom, {}, {}, {}};
   const fs::path root(source);
@@ -353,7 +371,7 @@ Layout detect(const std::string& source) {
     return {Kind::brats, root, {}, patients};
   if (!files_where(root, is_image_file).empty()) return {pair_kind(root), root, root, {}};
   if (fs::is_empty(root, error)) no_dataset(source, "the folder is empty; ");
-  no_dataset(source, "");
+  no_dataset(source, searched(root));
 }
 
 // ---------------------------------------------------------------------------------------------

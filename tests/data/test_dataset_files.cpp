@@ -427,7 +427,8 @@ TEST_CASE("dataset: broken inputs give errors naming the file and the problem", 
         Contains("no dataset found"));
     mkdir(dir, "text");
     io::test::write_bytes(dir.file("text/notes.txt"), {'h', 'i'});
-    CHECK_THAT(message_of(dir.file("text")), Contains("no dataset found in " + dir.file("text")));
+    CHECK_THAT(message_of(dir.file("text")), Contains("no dataset found in " + dir.file("text")) &&
+                                                 Contains("two levels down") && Contains("1 file(s) and 0 folder(s) (notes.txt)"));
     CHECK_THAT(message_of(dir.file("nowhere")),
                Contains("no dataset found in " + dir.file("nowhere")));
   }
