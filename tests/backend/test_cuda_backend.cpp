@@ -3,10 +3,15 @@
 // CUDA backend's code and every handwritten kernel run on the CPU) and, with nvcc, over the real
 // runtime, where it runs when a GPU is present and says it was skipped when not.
 //
+// A second case trains a U-Net for two steps, switches it to eval mode and compares its forward
+// outputs (inference batch norm with the fused ReLU) on both backends.
+//
 // Tolerances: each step's loss within 1e-4 relative, and every parameter gradient of the first
-// step within 1e-3 * (largest |gradient| of that tensor) elementwise. Both backends compute in
-// float32 but sum in different orders (the CPU kernels accumulate in double), and five Adam steps
-// amplify the differences only slightly at lr 2e-3.
+// step within 1e-3 * (largest |gradient| of that tensor) elementwise; the eval outputs within
+// 1e-4 * (largest |output|) + 1e-4 relative (the same weights and statistics on both sides;
+// ~4e-7 observed over the emulator). Both backends compute in float32 but sum in different orders
+// (the CPU kernels accumulate in double), and five Adam steps amplify the differences only
+// slightly at lr 2e-3.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -116,4 +121,57 @@ TEST_CASE("conv2d on the CUDA backend's default path (cuDNN on a real GPU) match
   const auto cpu = run(Device::CPU), gpu = run(Device::CUDA);
   const char* names[] = {"y", "dx", "dw", "dbias"};
   for (std::size_t i = 0; i < cpu.size(); ++i) test::require_close(gpu[i], cpu[i], 1e-3, 1e-4, names[i]);
+}
+
+TEST_CASE("a trained U-Net in eval mode gives the same output on the CUDA backend as on the CPU", "[cuda][backend]") {
+  if (!cuda_ready()) return;
+  engine_options().cudnn = false;  // handwritten conv2d and transposed conv both in the path
+  // Two training steps on the CPU move the running statistics off their initial 0 and 1; the
+  // model is then evaluated on the CPU and, moved as it is, on the CUDA backend, so that both
+  // evaluate the same weights and statistics (two independent runs would differ by Adam's first
+  // steps, which are +-lr wherever a gradient is near zero).
+  UNetConfig c;
+  c.base_filters = 4;
+  c.depth = 2;
+  c.dropout = 0.1f;
+  UNet model(c, 33);
+  {
+    Adam adam(model.named_parameters(), {});
+    const auto image_values = test::random_vector<float>(2 * 3 * 16 * 16, 7, 0, 1);
+    std::vector<float> mask_values(2 * 16 * 16);
+    for (std::size_t i = 0; i < mask_values.size(); ++i) mask_values[i] = image_values[i] > 0.6f ? 1.0f : 0.0f;
+    const Tensor image = Tensor::from_vector({2, 3, 16, 16}, image_values);
+    const Tensor mask = Tensor::from_vector({2, 1, 16, 16}, mask_values);
+    for (int step = 0; step < 2; ++step) {
+      const Tensor loss = ops::loss(LossKind::BCEDice, model.forward(image), mask);
+      adam.zero_grad();
+      loss.backward();
+      adam.step();
+    }
+  }
+  const auto buffers = model.named_buffers();
+  REQUIRE(!buffers.empty());
+  bool moved = false;
+  for (const auto& [name, b] : buffers)
+    for (float v : b.to_vector()) moved = moved || (v != 0.0f && v != 1.0f);
+  REQUIRE(moved);
+
+  // A fresh batch centred on zero; eval mode: batch norm from the running statistics with the
+  // fused ReLU (which cuts the values below the running mean), dropout off.
+  model.eval();
+  const auto input = test::random_vector<float>(3 * 3 * 16 * 16, 8, -1, 1);
+  const auto evaluate = [&](Device device) {
+    model.to(device);
+    NoGradGuard no_grad;
+    return model.forward(Tensor::from_vector({3, 3, 16, 16}, input).to(device)).to_vector();
+  };
+  const std::vector<float> cpu = evaluate(Device::CPU);
+  const std::vector<float> gpu = evaluate(Device::CUDA);
+  const std::vector<float> cpu_again = evaluate(Device::CPU);  // eval mode changed no state
+  engine_options().cudnn = true;
+  REQUIRE(cpu_again == cpu);
+  float largest = 0;
+  for (float v : cpu) largest = std::max(largest, std::abs(v));
+  REQUIRE(largest > 0);
+  test::require_close(gpu, cpu, 1e-4 * largest, 1e-4, "eval output");
 }

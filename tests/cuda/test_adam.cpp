@@ -1,7 +1,8 @@
 // The CUDA multi-tensor Adam launcher (kernels/cuda/adam.cu) against the CPU twin
 // (kernels/cpu/adam.cpp) applied tensor by tensor: one launch must update every tensor of the
 // table (sizes from 1 to a few tens of thousands, an empty one among them), early and late in
-// training, with and without decoupled weight decay.
+// training, with and without decoupled weight decay; and tensors just past the capped grid, whose
+// threads loop over several elements.
 //
 // Tolerance: |cuda - cpu| <= 1e-7 max|cpu| + 1e-6 |cpu| per array (param, m, v). The arithmetic
 // is the same float expression, but nvcc contracts a * b + c into FMAs where the host compiler may
@@ -34,9 +35,12 @@ void require_close_scaled(const Vec& a, const Vec& b, const char* what) {
   require_close(a, b, 1e-7 * scale, 1e-6, what);
 }
 
-void check(const AdamParams& a) {
+// Threads along a tensor in the largest grid: kMaxChunks x kAdamThreads in kernels/cuda/adam.cu.
+constexpr std::size_t kChunkThreads = 256 * 256;
+
+void check(const AdamParams& a,
+           const std::vector<std::size_t>& sizes = {1, 16, 0, 1000, 3 * 3 * 16 * 32, 20000, 7}) {
   INFO("step " << a.step << " weight_decay " << a.weight_decay);
-  const std::vector<std::size_t> sizes = {1, 16, 0, 1000, 3 * 3 * 16 * 32, 20000, 7};
   struct Host {
     Vec param, grad, m, v;
   };
@@ -87,6 +91,16 @@ TEST_CASE("cuda adam: one launch updates every tensor like the CPU", "[cuda][ada
   a.weight_decay = 1e-2f;
   a.step = 3;
   check(a);
+}
+
+TEST_CASE("cuda adam: tensors past the grid cap take several elements per thread",
+          "[cuda][adam]") {
+  UNET_REQUIRE_GPU();
+  AdamParams a;
+  a.step = 2;
+  a.weight_decay = 1e-2f;
+  // Odd sizes just past one and two grid strides, and a small tensor whose blocks mostly idle.
+  check(a, {kChunkThreads + 301, 5, 2 * kChunkThreads + 77});
 }
 
 TEST_CASE("cuda adam: the step count starts at 1, an empty table is a no-op", "[cuda][adam]") {

@@ -1,7 +1,9 @@
 // The CUDA batch-norm launchers (kernels/cuda/batchnorm.cu) against their CPU twins
 // (kernels/cpu/batchnorm.cpp, float): training and inference, forward and backward, with and
 // without the fused ReLU, on the U-Net's plane sizes (240, 120, 60, 30, 15), odd planes (7x5,
-// 15x15), a 1-pixel plane, and planes larger and smaller than the 512-thread block.
+// 15x15), a 1-pixel plane, and planes larger and smaller than the 512-thread block; inference
+// with the fused ReLU also on inputs whose normalised values go negative (so that the ReLU cuts),
+// and on planes past the inference forward's capped grid.
 //
 // Tolerance: |cuda - cpu| <= 1e-5 + 1e-4 * |cpu| for every output (y, save_mean, save_invstd,
 // running_mean, running_var, dx, dgamma, dbeta). Both sum in double, in different orders; the
@@ -172,6 +174,72 @@ void check_shape(const BatchNormShape& s, bool relu, uint32_t seed) {
   });
 }
 
+// Inference with the fused ReLU on inputs that straddle the running mean (and some negative
+// gammas), so that a good share of the normalised values is negative and the ReLU cuts them:
+// in check_shape's inputs x - running_mean >= 1, so inference outputs never go negative.
+void check_infer_relu(const BatchNormShape& s, uint32_t seed) {
+  INFO(describe(s, true) << " inference, inputs around the running mean");
+  const auto c = std::size_t(s.c);
+  const Vec x = random_vector<float>(s.size(), seed, -3.0, 3.0);
+  const Vec gamma = random_vector<float>(c, seed + 1, -1.5, 1.5);
+  const Vec beta = random_vector<float>(c, seed + 2, -0.5, 0.5);
+  const Vec running_mean = random_vector<float>(c, seed + 3, -1.0, 1.0);
+  const Vec running_var = random_vector<float>(c, seed + 4, 0.5, 2.0);
+  const Vec dy = random_vector<float>(s.size(), seed + 5, -1.0, 1.0);
+
+  Vec y_ref(s.size()), dx_ref(s.size()), dgamma_ref(c), dbeta_ref(c);
+  unet::cpu::batchnorm_forward_infer<float>(s, x.data(), gamma.data(), beta.data(),
+                                            running_mean.data(), running_var.data(), kEps,
+                                            y_ref.data(), true);
+  unet::cpu::batchnorm_backward_infer<float>(s, dy.data(), x.data(), y_ref.data(), gamma.data(),
+                                             running_mean.data(), running_var.data(), kEps,
+                                             dx_ref.data(), dgamma_ref.data(), dbeta_ref.data(),
+                                             true);
+  // The case must exercise the cut: at least a quarter of the outputs zeroed, a quarter kept.
+  std::size_t cut = 0;
+  for (const float v : y_ref) cut += v == 0.0f;
+  REQUIRE(cut >= s.size() / 4);
+  REQUIRE(cut <= s.size() - s.size() / 4);
+
+  DeviceBuffer<float> d_x(x), d_gamma(gamma), d_beta(beta), d_rm(running_mean),
+      d_rv(running_var), d_dy(dy), d_y_ref(y_ref);
+  DeviceBuffer<float> d_y(s.size()), d_dx(s.size()), d_dgamma(c), d_dbeta(c);
+  repeat_runs([&] {
+    const auto forward = [&] {
+      poison(d_y);
+      cu::batchnorm_forward_infer(s, d_x.get(), d_gamma.get(), d_beta.get(), d_rm.get(),
+                                  d_rv.get(), kEps, d_y.get(), true, nullptr);
+      return d_y.download();
+    };
+    const Vec y = forward();
+    require_close(y, y_ref, kAtol, kRtol, "forward_infer y");
+    for (std::size_t i = 0; i < y.size(); ++i)
+      if (!(y[i] >= 0.0f)) FAIL("forward_infer y: element " << i << " is " << y[i] << " < 0");
+    require_bitwise_equal(forward(), y, "forward_infer y");
+
+    struct Grads {
+      Vec dx, dgamma, dbeta;
+    };
+    const auto backward = [&] {
+      poison(d_dx);
+      poison(d_dgamma);
+      poison(d_dbeta);
+      cu::batchnorm_backward_infer(s, d_dy.get(), d_x.get(), d_y_ref.get(), d_gamma.get(),
+                                   d_rm.get(), d_rv.get(), kEps, d_dx.get(), d_dgamma.get(),
+                                   d_dbeta.get(), true, nullptr);
+      return Grads{d_dx.download(), d_dgamma.download(), d_dbeta.download()};
+    };
+    const Grads g = backward();
+    require_close(g.dx, dx_ref, kAtol, kRtol, "backward_infer dx");
+    require_close(g.dgamma, dgamma_ref, kAtol, kRtol, "backward_infer dgamma");
+    require_close(g.dbeta, dbeta_ref, kAtol, kRtol, "backward_infer dbeta");
+    const Grads g2 = backward();
+    require_bitwise_equal(g2.dx, g.dx, "backward_infer dx");
+    require_bitwise_equal(g2.dgamma, g.dgamma, "backward_infer dgamma");
+    require_bitwise_equal(g2.dbeta, g.dbeta, "backward_infer dbeta");
+  });
+}
+
 }  // namespace
 
 TEST_CASE("cuda batchnorm: 240x240 and 120x120 planes", "[cuda][batchnorm]") {
@@ -194,6 +262,22 @@ TEST_CASE("cuda batchnorm: odd and tiny planes", "[cuda][batchnorm]") {
   check_shape({2, 3, 7 * 5}, false, 32);
   check_shape({2, 3, 1}, true, 33);     // 1x1 planes: two values per channel
   check_shape({7, 2, 97}, false, 34);   // 679 values: the block wraps across planes
+}
+
+TEST_CASE("cuda batchnorm: inference with the fused ReLU cuts negative outputs",
+          "[cuda][batchnorm]") {
+  UNET_REQUIRE_GPU();
+  check_infer_relu({2, 3, 15 * 15}, 41);
+  check_infer_relu({3, 4, 7 * 5}, 42);
+  check_infer_relu({2, 2, 60 * 60}, 43);
+}
+
+TEST_CASE("cuda batchnorm: inference planes past the grid cap, with the fused ReLU",
+          "[cuda][batchnorm]") {
+  UNET_REQUIRE_GPU();
+  // The inference forward grid-strides along a plane over at most 1024 x 256 = 262144 threads
+  // (kernels/cuda/batchnorm.cu): a 513x513 plane (263169 values) takes a second iteration.
+  check_infer_relu({1, 2, 513 * 513}, 51);
 }
 
 TEST_CASE("cuda batchnorm: training needs two values per channel", "[cuda][batchnorm]") {

@@ -1,7 +1,8 @@
 // The CUDA channel concatenation and split (kernels/cuda/concat.cu) against their CPU twins
-// (kernels/cpu/concat.cpp, float) on the U-Net's skip-connection sizes, odd planes and parts with
-// no channels. Pure copies: results must equal the CPU's bit for bit. Outputs are poisoned with
-// NaN before each launch, so an element left unwritten fails.
+// (kernels/cpu/concat.cpp, float) on the U-Net's skip-connection sizes, odd planes, planes just
+// past the capped grid (a thread copies several elements of a plane) and parts with no channels.
+// Pure copies: results must equal the CPU's bit for bit. Outputs are poisoned with NaN before
+// each launch, so an element left unwritten fails.
 #include <cstring>
 #include <limits>
 #include <string>
@@ -53,6 +54,14 @@ TEST_CASE("cuda concat/split: U-Net skip connections", "[cuda][concat]") {
   check_shape({2, 1, 3, 60 * 60}, 13);
   check_shape({1, 4, 4, 30 * 30}, 14);
   check_shape({2, 3, 2, 15 * 15}, 15);
+}
+
+TEST_CASE("cuda concat/split: planes past the grid cap take several elements per thread",
+          "[cuda][concat]") {
+  UNET_REQUIRE_GPU();
+  // kMaxPlaneBlocks x kConcatThreads in kernels/cuda/concat.cu: 65536 threads along a plane.
+  check_shape({1, 1, 2, 257 * 257}, 31);  // 66049 = 65536 + 513
+  check_shape({2, 2, 1, 65536 + 301}, 32);
 }
 
 TEST_CASE("cuda concat/split: odd planes and empty parts", "[cuda][concat]") {

@@ -1,7 +1,8 @@
 // The CUDA dropout launchers (kernels/cuda/dropout.cu) against their CPU twins
 // (kernels/cpu/dropout.cpp, float): the same (seed, offset) must draw the same mask, element for
 // element, on both, including offsets that are not a multiple of 4 (the first and last Philox
-// counters then serve fewer than 4 elements) and tiny arrays inside one counter.
+// counters then serve fewer than 4 elements), tiny arrays inside one counter, and arrays just past
+// the capped grid (the grid-stride loops then run a second time in some threads).
 //
 // Exact: mask, y and dx must equal the CPU's bit for bit. Outputs are poisoned (NaN, mask 0xab)
 // before each launch, and the forward runs twice and must give bitwise equal results.
@@ -27,6 +28,9 @@ using Vec = std::vector<float>;
 using Bytes = std::vector<uint8_t>;
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+// Threads in the largest grid: kMaxBlocks x kDropoutThreads in kernels/cuda/dropout.cu. The
+// forward has one thread per Philox counter (4 elements), the backward one per element.
+constexpr std::size_t kGridThreads = 2048 * 256;
 
 void check(std::size_t count, float p, uint64_t seed, uint64_t offset) {
   INFO("count " << count << " p " << p << " seed " << seed << " offset " << offset);
@@ -72,6 +76,14 @@ TEST_CASE("cuda dropout: offsets and sizes that split Philox counters", "[cuda][
     for (const std::size_t count : {1, 2, 3, 4, 5, 8, 105, 1000}) check(count, 0.3f, 7, offset);
   check(15 * 15 * 3, 0.9f, 42, 17);
   check(7 * 5 * 2, 0.5f, uint64_t(1) << 40, (uint64_t(1) << 33) + 3);  // counters past 32 bits
+}
+
+TEST_CASE("cuda dropout: past the grid cap threads loop over several counters and elements",
+          "[cuda][dropout]") {
+  UNET_REQUIRE_GPU();
+  // 4 x kGridThreads + 301 elements from offset 3: 524365 counters, past the grid's 524288
+  // threads, the first and last of them partial; the backward loops up to 5 times.
+  check(4 * kGridThreads + 301, 0.4f, 77, 3);
 }
 
 TEST_CASE("cuda dropout: p = 0 keeps everything, p outside 0 <= p < 1 throws", "[cuda][dropout]") {

@@ -1,7 +1,7 @@
 // The CUDA elementwise launchers (kernels/cuda/elementwise.cu) against their CPU twins
-// (kernels/cpu/elementwise.cpp, float), on a 2 x 240 x 240 array (several elements per thread
-// once the grid is capped), an odd size and a single element, with NaN, infinities, signed zeros
-// and subnormals mixed into the inputs.
+// (kernels/cpu/elementwise.cpp, float), on a 2 x 240 x 240 array, an array just past the capped
+// grid (so that the grid-stride loop takes a second element in some threads), an odd size and a
+// single element, with NaN, infinities, signed zeros and subnormals mixed into the inputs.
 //
 // fill, add, mul, scale, scale_by, accumulate, relu forward/backward and sigmoid backward are one
 // IEEE operation (or a fixed sequence) per element: they must equal the CPU bit for bit (a NaN
@@ -29,6 +29,8 @@ using Vec = std::vector<float>;
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr float kPoison = -12345.678f;  // distinct from every expected value
+// Threads in the largest grid a launch gets: kMaxBlocks x kThreads in kernels/cuda/elementwise.cu.
+constexpr std::size_t kGridThreads = 2048 * 256;
 
 bool same_value(float a, float b) {
   return (std::isnan(a) && std::isnan(b)) || std::memcmp(&a, &b, sizeof(float)) == 0;
@@ -123,6 +125,12 @@ TEST_CASE("cuda elementwise: every op against the CPU on a 2 x 240 x 240 array",
           "[cuda][elementwise]") {
   UNET_REQUIRE_GPU();
   check_size(2 * 240 * 240);
+}
+
+TEST_CASE("cuda elementwise: past the grid cap each thread loops to a second element",
+          "[cuda][elementwise]") {
+  UNET_REQUIRE_GPU();
+  check_size(kGridThreads + 301);  // odd; the last 301 elements come from the second iteration
 }
 
 TEST_CASE("cuda elementwise: odd sizes, a single element and nothing", "[cuda][elementwise]") {

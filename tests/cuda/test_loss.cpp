@@ -1,7 +1,8 @@
 // The CUDA flat sum and segmentation losses (kernels/cuda/loss.cu) against their CPU twins
 // (kernels/cpu/loss.cpp and cpu::sum, float inputs, double results), forward and backward, on
-// the U-Net's output sizes (1 x 240 x 240, 2 x 120 x 120, ...), odd sizes and a single element,
-// with binary and soft targets, and logits out to +-60 for the BCE family.
+// the U-Net's output sizes (1 x 240 x 240, 2 x 120 x 120, ...), odd sizes, a single element and
+// an array just past the elementwise backward's capped grid, with binary and soft targets, and
+// logits out to +-60 for the BCE family.
 //
 // Tolerances: loss values and sums |cuda - cpu| <= 1e-6 + 1e-5 |cpu| (both sum in double; the
 // GPU's per-element exp / log1p / sigmoid are float); gradients |cuda - cpu| <= 1e-5 |cpu| +
@@ -165,6 +166,14 @@ TEST_CASE("cuda losses: 2 x 15 x 15, odd and single elements", "[cuda][loss]") {
     check(kind, 7 * 5, true, seed += 10);
     check(kind, 1, false, seed += 10);
   }
+}
+
+TEST_CASE("cuda losses: MSE and BCE gradients past the grid cap", "[cuda][loss]") {
+  UNET_REQUIRE_GPU();
+  // Their backward is a grid-stride loop over kMaxBlocks x kElementwiseThreads = 524288 threads
+  // (kernels/cuda/loss.cu): 301 elements more take a second iteration.
+  check(LossKind::MSE, 2048 * 256 + 301, true, 300);
+  check(LossKind::BCE, 2048 * 256 + 301, false, 310);
 }
 
 TEST_CASE("cuda sum: matches the CPU's double sum, deterministically", "[cuda][loss]") {

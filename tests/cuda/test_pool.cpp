@@ -1,6 +1,7 @@
 // The CUDA 2x2 max-pooling launchers (kernels/cuda/pool.cu) against their CPU twins
 // (kernels/cpu/pool.cpp, float) on the U-Net's sizes (240 ... 15), odd sizes whose last row or
-// column is dropped (15x15, 7x5), and inputs too small for any window.
+// column is dropped (15x15, 7x5), planes just past the capped grid (a thread then loops over
+// several outputs or inputs of its plane), and inputs too small for any window.
 //
 // Exact: y, argmax and dx must equal the CPU's bit for bit (a NaN matches any NaN). The inputs are
 // quantised to a few levels so that ties are common, and carry NaNs and infinities, so the
@@ -114,6 +115,15 @@ TEST_CASE("cuda maxpool: odd sizes drop the last row and column", "[cuda][pool]"
   check_shape({2, 3, 15, 15}, 21);
   check_shape({2, 2, 7, 5}, 22);
   check_shape({1, 3, 5, 8}, 23);
+}
+
+TEST_CASE("cuda maxpool: planes past the grid cap take several elements per thread",
+          "[cuda][pool]") {
+  UNET_REQUIRE_GPU();
+  // kMaxPlaneBlocks x kPoolThreads in kernels/cuda/pool.cu: 65536 threads along a plane. 515x513
+  // gives 257 x 256 = 65792 outputs (forward: a second iteration) and 264195 inputs (backward:
+  // up to five), the last row and column dropped.
+  check_shape({1, 2, 515, 513}, 41);
 }
 
 TEST_CASE("cuda maxpool: inputs too small for a window give no output and a zero gradient",
