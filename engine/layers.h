@@ -17,6 +17,11 @@ class Conv2d : public Module {
   Conv2d(int in_channels, int out_channels, int kernel, Init init, Rng& rng, int stride = 1,
          ops::Padding padding = ops::Padding::Same);
   Tensor forward(const Tensor& x) const { return ops::conv2d(x, weight, bias, stride_, padding_); }
+  // The same output without the bias gradient, for a convolution whose bias a training-mode
+  // BatchNorm cancels (its exact gradient is zero).
+  Tensor forward_no_bias_grad(const Tensor& x) const {
+    return ops::conv2d(x, weight, bias.detach(), stride_, padding_);
+  }
 
   Tensor weight, bias;
 

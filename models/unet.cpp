@@ -97,10 +97,18 @@ UNet::Block::Block(int in_channels, int out_channels, bool batch_norm, Rng& rng)
   }
 }
 
+// A training-mode BatchNorm subtracts its batch mean, so the bias of the convolution before it
+// has no effect on the loss and its exact gradient is zero: it is not computed (the weight-gradient
+// pass skips the sum), and Adam, which would turn that sum's rounding noise into steps of +-lr,
+// leaves the bias alone. In eval mode the running mean has absorbed it.
+Tensor UNet::Block::conv(const Conv2d& layer, const Tensor& x, bool bn_follows) const {
+  return bn_follows && is_training() ? layer.forward_no_bias_grad(x) : layer.forward(x);
+}
+
 Tensor UNet::Block::forward(const Tensor& x) const {
-  Tensor h = conv1_.forward(x);
+  Tensor h = conv(conv1_, x, bn1_ != nullptr);
   h = bn1_ ? bn1_->forward(h, /*relu=*/true) : ops::relu(h);
-  h = conv2_.forward(h);
+  h = conv(conv2_, h, bn2_ != nullptr);
   return bn2_ ? bn2_->forward(h, /*relu=*/true) : ops::relu(h);
 }
 

@@ -57,6 +57,8 @@ class UNet : public Module {
     Tensor forward(const Tensor& x) const;
 
    private:
+    Tensor conv(const Conv2d& layer, const Tensor& x, bool bn_follows) const;
+
     Conv2d conv1_, conv2_;
     std::unique_ptr<BatchNorm2d> bn1_, bn2_;
   };

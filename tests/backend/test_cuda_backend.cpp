@@ -65,7 +65,9 @@ Run train(Device device, int steps) {
     adam.zero_grad();
     loss.backward();
     if (step == 0) {
-      for (const auto& [name, p] : model.named_parameters()) run.first_gradients.push_back(p.grad().to_vector());
+      // Conv biases before a training-mode BatchNorm get no gradient (models/unet.cpp): empty.
+      for (const auto& [name, p] : model.named_parameters())
+        run.first_gradients.push_back(p.grad().defined() ? p.grad().to_vector() : std::vector<float>{});
     }
     adam.step();
     run.losses.push_back(loss.item());

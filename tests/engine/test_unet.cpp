@@ -137,3 +137,22 @@ TEST_CASE("same seed and thread count give bitwise identical losses", "[unet][de
   // Our CPU kernels reduce in a fixed order, so even the thread count does not change the result.
   CHECK(single == a);
 }
+
+TEST_CASE("conv biases before a training-mode BatchNorm get no gradient, the others do", "[unet]") {
+  for (bool batch_norm : {true, false}) {
+    INFO("batch_norm " << batch_norm);
+    UNetConfig c;
+    c.base_filters = 2;
+    c.depth = 1;
+    c.batch_norm = batch_norm;
+    UNet model(c, 3);
+    model.train();
+    const Tensor x = Tensor::from_vector({2, 3, 8, 8}, std::vector<float>(2 * 3 * 8 * 8, 0.5f));
+    ops::sum(model.forward(x)).backward();
+    for (const auto& [name, p] : model.named_parameters()) {
+      INFO(name);
+      const bool block_conv_bias = name.find(".conv") != std::string::npos && name.ends_with(".bias");
+      CHECK(p.grad().defined() == !(batch_norm && block_conv_bias));
+    }
+  }
+}
