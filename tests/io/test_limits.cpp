@@ -108,3 +108,31 @@ TEST_CASE("limits: a .nii.gz is inflated only as far as its header declares", "[
   LimitGuard limit(8);  // 2 floats
   CHECK_THAT(error_of([&] { read_nifti(bomb); }), Contains(bomb) && Contains("volume of 2 x 2 x 1 is too large"));
 }
+
+TEST_CASE("limits: small BMP and PNG files cannot claim more pixels than their bytes can hold", "[io][limits][image]") {
+  TempDir dir;
+  // A 24-bit BMP header claiming 5000 x 5000 pixels (within the decoded-size limit) over 6 bytes of data.
+  std::vector<uint8_t> bmp = {'B', 'M'};
+  for (uint32_t v : {60u, 0u, 54u, 40u, 5000u, 5000u}) put32(bmp, v);
+  put16(bmp, 1);
+  put16(bmp, 24);
+  for (uint32_t v : {0u, 0u, 2835u, 2835u, 0u, 0u}) put32(bmp, v);
+  bmp.insert(bmp.end(), 6, 0x7f);
+  const std::string bmp_path = dir.file("lie.bmp");
+  write_bytes(bmp_path, bmp);
+  CHECK_THAT(error_of([&] { read_image(bmp_path); }), Contains(bmp_path) && Contains("more than 60 bytes can hold"));
+
+  // A real PNG with its IHDR rewritten to 9000 x 9000 (CRC fixed): far beyond what its IDAT holds.
+  const std::vector<uint8_t> pixels(16 * 16, 3);
+  const std::string png_path = dir.file("lie.png");
+  write_png(png_path, 16, 16, 1, pixels.data());
+  std::vector<uint8_t> png = read_bytes(png_path);
+  for (int at : {16, 20}) {
+    png[std::size_t(at)] = 0, png[std::size_t(at) + 1] = 0, png[std::size_t(at) + 2] = 0x23, png[std::size_t(at) + 3] = 0x28;
+  }
+  const auto crc = uint32_t(crc32(0, png.data() + 12, 17));
+  for (int i = 0; i < 4; ++i) png[std::size_t(29 + i)] = uint8_t(crc >> (8 * (3 - i)));
+  write_bytes(png_path, png);
+  CHECK_THAT(error_of([&] { read_image(png_path); }), Contains(png_path) && Contains("9000 x 9000") &&
+                                                          Contains("deflate data can hold"));
+}

@@ -28,6 +28,9 @@ int channels_of(const spng_ihdr& ihdr, bool transparency) {
   }
 }
 
+// Samples per pixel as stored, by colour type (0 grey, 2 RGB, 3 palette, 4 grey + alpha, 6 RGBA).
+constexpr uint64_t kSamples[7] = {1, 0, 3, 1, 2, 0, 4};
+
 // Which of R, G, B, A make up `channels` output channels.
 constexpr int kPick[5][4] = {{}, {0}, {0, 3}, {0, 1, 2}, {0, 1, 2, 3}};
 
@@ -67,6 +70,13 @@ Image decode_png(const std::string& path, const std::vector<uint8_t>& bytes) {
   image.bits = ihdr.bit_depth == 16 ? 16 : 8;
   check_decoded_size(path, "image of height x width x channels",
                      {int64_t(ihdr.height), int64_t(ihdr.width), image.channels});
+  // Deflate expands at most 1032:1, so the scanlines a header claims must fit that bound of the
+  // file's size; libspng would otherwise allocate the whole image before finding the data short.
+  const uint64_t scanlines = uint64_t(ihdr.height) * (uint64_t(ihdr.width) * kSamples[ihdr.color_type] * ihdr.bit_depth / 8 + 1);
+  if (scanlines > 1032 * uint64_t(bytes.size()))
+    throw FileError(path, "cannot decode PNG: its header claims " + std::to_string(ihdr.width) + " x " +
+                              std::to_string(ihdr.height) + " pixels, more than " + std::to_string(bytes.size()) +
+                              " bytes of deflate data can hold");
   const int format = image.bits == 16 ? SPNG_FMT_RGBA16 : SPNG_FMT_RGBA8;
   std::size_t size = 0;
   check(spng_decoded_image_size(ctx.get(), format, &size));

@@ -63,6 +63,11 @@ Image read_with_stb(const std::string& path) {
   int width = 0, height = 0, channels = 0;
   if (stbi_info_from_memory(data, size, &width, &height, &channels) == 1) {
     check_decoded_size(path, "image of height x width x channels", {height, width, channels});
+    // Even RLE packs at most ~128 pixels a byte: a larger claim is a lie stb would allocate for.
+    if (uint64_t(width) * uint64_t(height) > 256 * uint64_t(bytes.size()))
+      throw FileError(path, "cannot decode BMP: its header claims " + std::to_string(width) + " x " +
+                                std::to_string(height) + " pixels, more than " + std::to_string(bytes.size()) +
+                                " bytes can hold");
   }
   image.bits = stbi_is_16_bit_from_memory(data, size) ? 16 : 8;
   void* loaded = image.bits == 16
