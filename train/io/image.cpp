@@ -20,6 +20,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 
 // stb's code is not ours to fix: quiet the warnings it raises under our flags where the compiler
@@ -178,9 +179,16 @@ const char* sample_format_name(uint16_t format) {
 }
 
 // A damaged header must not make us allocate gigabytes before the first strip is read.
+// No compression libtiff decodes here packs more than ~4096 bytes into one (LZW's longest
+// code), so a header claiming more than that of the file's size is a lie.
 void check_size(const TiffFile& file, const TiffLayout& layout) {
   check_decoded_size(file.path(), "image of height x width x samples",
                      {int64_t(layout.height), int64_t(layout.width), int64_t(layout.samples)});
+  std::error_code error;
+  const uint64_t file_bytes = std::filesystem::file_size(file.path(), error);
+  if (!error && uint64_t(layout.height) * layout.row_bytes() > 4096 * file_bytes)
+    throw file.error("bad header: image of " + std::to_string(layout.width) + " x " + std::to_string(layout.height) +
+                     " pixels, more than " + std::to_string(file_bytes) + " bytes can hold");
 }
 
 TiffLayout tiff_layout(const TiffFile& file) {
