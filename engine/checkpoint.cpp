@@ -206,15 +206,20 @@ Checkpoint load_checkpoint(const std::string& path) {
     if (ndim > 8) throw CheckpointError(path, "tensor '" + name + "' has rank " + std::to_string(ndim));
     Shape shape(ndim);
     // The element count is built one dimension at a time against what the payload still holds,
-    // so a CRC-valid file claiming [2^62 + 1, 4] cannot overflow it into a small number.
+    // so a CRC-valid file claiming [2^62 + 1, 4] cannot overflow it into a small number. The
+    // non-zero dimensions must multiply to something representable even when another one is 0
+    // ([2^40, 2^40, 0] holds no data, but every later numel() would overflow on it).
     const std::size_t room = r.remaining() / sizeof(float);
     std::size_t count = 1;
+    bool empty = false;
     for (auto& d : shape) {
       d = r.get<int64_t>("tensor dimension");
       if (d < 0) throw CheckpointError(path, "tensor '" + name + "' has a negative dimension");
-      if (d > 0 && count > room / std::size_t(d)) count = room + 1;
+      if (d == 0) empty = true;
+      else if (count > room / std::size_t(d)) count = room + 1;
       else count *= std::size_t(d);
     }
+    if (empty) count = count > room ? room + 1 : 0;
     if (count > r.remaining() / sizeof(float)) {
       throw CheckpointError(path, "tensor '" + name + "' of shape " + to_string(shape) + " runs past the payload");
     }

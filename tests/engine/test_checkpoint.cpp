@@ -165,6 +165,14 @@ TEST_CASE("crafted checkpoints with valid CRCs are refused by what they claim", 
     write_with_crc(path, bytes);
     CHECK_THROWS_WITH(load_checkpoint(path), Catch::Contains("crafted.ckpt") && Catch::Contains("runs past the payload"));
   }
+  SECTION("huge dimensions beside a zero one (found by fuzzing: numel overflowed)") {
+    std::vector<char> empty = one_tensor_checkpoint(path, {1, 1, 0}, {});
+    const int64_t huge = int64_t(1) << 40;
+    std::memcpy(empty.data() + kFirstDim, &huge, sizeof(huge));
+    std::memcpy(empty.data() + kFirstDim + 8, &huge, sizeof(huge));
+    write_with_crc(path, empty);
+    CHECK_THROWS_WITH(load_checkpoint(path), Catch::Contains("crafted.ckpt") && Catch::Contains("runs past the payload"));
+  }
   SECTION("a non-finite value") {
     const float inf = std::numeric_limits<float>::infinity();
     std::memcpy(bytes.data() + kFirstValue + 4, &inf, sizeof(inf));
