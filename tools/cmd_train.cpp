@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include <omp.h>
 
@@ -45,7 +46,13 @@ int train_into(const Args& args, const UNetConfig& config, const TrainOptions& o
   // A resumed run keeps the split it was trained on; changed flags are refused later, by name.
   const std::string run_split = o.run_dir + "/split.txt";
   const bool keep_split = o.resume && args.get("split").empty() && std::filesystem::exists(run_split);
+  // The data's own train/ and validation/ folders (BraTS) win over a drawn split, unless asked.
+  const std::optional<Split> folders =
+      keep_split || !args.get("split").empty() || args.has("draw-split") ? std::nullopt : folder_split(samples);
+  if (folders)
+    std::printf("split: the data's own train/ and validation/ folders (--draw-split draws one by --val-fraction)\n");
   const Split split = keep_split                   ? read_split(run_split, samples)
+                      : folders                    ? *folders
                       : args.get("split").empty() ? split_by_patient(samples, args.get_float("val-fraction"), o.seed)
                                                    : read_split(args.get("split"), samples);
   if (!keep_split) write_split(run_split, split);
@@ -92,6 +99,7 @@ int run_train(int argc, char** argv) {
       .option("min-delta", "d", "0.0001", "smallest change that counts as an improvement")
       .option("val-fraction", "f", "0.2", "fraction of patients held out for validation")
       .option("split", "file", "", "reuse this split file instead of drawing one")
+      .flag("draw-split", "draw the split by --val-fraction even when the data has train/ and validation/ folders")
       .option("seed", "n", "1", "seed for the split, weights, augmentation and dropout")
       .flag("no-augment", "train without augmentation")
       .flag("no-restore-best", "keep the last epoch's weights instead of the best")
@@ -127,6 +135,7 @@ int run_train(int argc, char** argv) {
                            "min-lr", "stop-patience", "min-delta", "val-fraction", "split", "seed"})
     o.settings[flag] = args.get(flag);
   o.settings["augment"] = args.has("no-augment") ? "no" : "yes";
+  o.settings["draw-split"] = args.has("draw-split") ? "yes" : "no";
   if (o.epochs < 1 || o.batch_size < 1) throw UsageError("unet train: --epochs and --batch must be at least 1");
   check_training_flags(args, config);
   o.device = device_from(args, "train");

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <map>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -95,6 +97,25 @@ uint64_t derive_seed(std::initializer_list<uint64_t> keys) {
   uint64_t h = mix64(0x756E657464617461ull);  // "unetdata": apart from other seed users
   for (uint64_t key : keys) h = mix64(h + kGolden + key);
   return h;
+}
+
+std::optional<Split> folder_split(const std::vector<Sample>& samples) {
+  std::map<std::string, int> side;  // patient -> 0 train, 1 validation
+  for (const Sample& s : samples) {
+    int found = -1;
+    for (const auto& part : std::filesystem::path(s.source)) {
+      const std::string name = part.string();
+      if (name == "train" || name == "training") found = 0;
+      if (name == "val" || name == "validation") found = 1;
+    }
+    if (found < 0) return std::nullopt;
+    const auto [it, added] = side.emplace(s.patient, found);
+    if (!added && it->second != found) return std::nullopt;
+  }
+  Split split;
+  for (const auto& [patient, s] : side) (s == 0 ? split.train : split.val).push_back(patient);
+  if (split.train.empty() || split.val.empty()) return std::nullopt;
+  return split;
 }
 
 Split split_by_patient(const std::vector<Sample>& samples, double val_fraction, uint64_t seed) {

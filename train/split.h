@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -64,6 +65,11 @@ struct Split {
 // Throws std::invalid_argument unless 0 <= val_fraction < 1.
 Split split_by_patient(const std::vector<Sample>& samples, double val_fraction = 0.2,
                        uint64_t seed = 1);
+
+// The split a dataset's own folders give (BraTS ships train/ and validation/): every patient's
+// files sit below a folder named train or training, or val or validation (the innermost such
+// folder counts), and both sides have patients. Nothing when any patient is outside them.
+std::optional<Split> folder_split(const std::vector<Sample>& samples);
 
 // Writes the file format above (atomically). Throws io::FileError.
 void write_split(const std::string& path, const Split& split);

@@ -107,3 +107,22 @@ TEST_CASE("split: write_split and read_split round trip, bad files are errors", 
   CHECK_THAT(error_of(path, samples), Contains("before a 'train:'"));
   CHECK_THAT(error_of(dir.file("absent.txt"), samples), Contains("absent.txt"));
 }
+
+TEST_CASE("split: the data's own train/ and validation/ folders give the split when they cover every patient",
+          "[data][split]") {
+  std::vector<Sample> samples = dataset(3);
+  const char* folders[] = {"/d/brats/train/patient-0 z 1", "/d/brats/validation/patient-1 z 0",
+                           "/d/brats/train/patient-2 z 4"};
+  for (Sample& s : samples) s.source = folders[s.patient.back() - '0'];
+  const std::optional<Split> split = folder_split(samples);
+  REQUIRE(split);
+  CHECK(split->train == std::vector<std::string>{"patient-0", "patient-2"});
+  CHECK(split->val == std::vector<std::string>{"patient-1"});
+
+  samples[0].source = "/d/brats/other/patient-0 z 1";  // one slice outside both folders
+  CHECK_FALSE(folder_split(samples));
+  samples[0].source = "/d/brats/validation/patient-0 z 1";  // a patient on both sides
+  CHECK_FALSE(folder_split(samples));
+  for (Sample& s : samples) s.source = "/d/brats/train/x";  // no validation side
+  CHECK_FALSE(folder_split(samples));
+}
