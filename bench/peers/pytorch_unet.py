@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Peer benchmark: our engine's reference U-Net against the same model in PyTorch, on the CPU.
+"""Peer benchmark: our engine's reference U-Net against the same model in PyTorch, on the CPU or a GPU.
 
 Builds the reference model of models/unet.{h,cpp} in PyTorch, times a training step and an
 inference pass for each batch size in both of PyTorch's CPU memory layouts, NCHW
@@ -7,6 +7,13 @@ inference pass for each batch size in both of PyTorch's CPU memory layouts, NCHW
 memory_format=torch.channels_last), runs our bench/bench_e2e (or reads its saved JSON) for the
 same shapes and thread count, and prints both PyTorch timings, the faster of the two ("torch
 best") and our speed relative to that best, so that PyTorch is compared in its best layout.
+
+On a GPU (--device cuda) every (phase, batch) runs in FP32 and in TF32 (--precisions), each in
+NCHW and channels_last, in one process (the memory figure is then torch.cuda.max_memory_allocated,
+reset before each run), with torch.backends.cudnn.benchmark on (PyTorch's fastest convolution
+algorithms, not deterministic ones); "fp32" also turns off TF32 in cuDNN, which PyTorch allows by
+default. Our side is bench_e2e's cuda/ rows: cuDNN in plain FP32 (CUDNN_FMA_MATH), deterministic
+algorithms. scripts/gpu_check.sh runs it this way on a lent GPU.
 
 This is a comparison tool only: the engine neither needs Python nor PyTorch to build, test or run.
 
@@ -21,6 +28,7 @@ Usage (from the repository root; build our binary first with scripts/build.sh):
     python3 bench/peers/pytorch_unet.py --ours-json saved.json --markdown  # for docs/BENCHMARKS.md
     python3 bench/peers/pytorch_unet.py --torch-only
     python3 bench/peers/pytorch_unet.py --layouts channels_last           # one layout only
+    python3 bench/peers/pytorch_unet.py --device cuda --batches 1,6,16,64 --ours-json e2e.json
 Our binary is run as
     build/bench/bench_e2e --threads=N --size=240 --batches=1,6,16 --benchmark_filter='^cpu/' \\
         --benchmark_format=json
@@ -77,6 +85,7 @@ EXPECTED_PARAMS = 2_164_593  # trainable 2,161,649 + 2,944 BN running statistics
 PHASES = ("train_step", "inference")
 BN_EPS, BN_MOMENTUM = 1e-3, 0.1
 LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
+PRECISIONS = ("fp32", "tf32")  # GPU only
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl")  # /proc/cpuinfo names
 
 
@@ -130,17 +139,16 @@ def count_parameters(model):
     return trainable, stats
 
 
-def measure(phase, batch, size, threads, iters, layout):
-    """One (phase, batch, layout) in a fresh process: (median ms per step, peak RSS growth in MB)."""
-    torch.set_num_threads(threads)
-    torch.set_num_interop_threads(1)
-    base_kb = reset_peak_rss()
-    torch.manual_seed(0)
-    memory_format = LAYOUTS[layout]
-    model = UNet().to(memory_format=memory_format)  # before Adam: its state takes the same layout
-    x = torch.rand(batch, 3, size, size).contiguous(memory_format=memory_format)
+def make_step(phase, batch, size, device, memory_format):
+    """One training step (forward, MSE on the sigmoid, backward, Adam) or one inference pass of a
+    fresh model on random data, as a closure. On the GPU a step ends as ours does: with the loss,
+    or the probabilities, on the host."""
+    model = UNet().to(device).to(memory_format=memory_format)  # before Adam: its state takes the same layout
+    x = torch.rand(batch, 3, size, size, device=device).contiguous(memory_format=memory_format)
+    on_gpu = device != "cpu"
     if phase == "train_step":
-        target = (torch.rand(batch, 1, size, size) < 0.5).float().contiguous(memory_format=memory_format)
+        target = (torch.rand(batch, 1, size, size, device=device) < 0.5).float().contiguous(
+            memory_format=memory_format)
         opt = torch.optim.Adam(model.parameters(), lr=2e-3, betas=(0.9, 0.999), eps=1e-7)
         model.train()
 
@@ -149,12 +157,27 @@ def measure(phase, batch, size, threads, iters, layout):
             opt.zero_grad()
             loss.backward()
             opt.step()
-    else:
-        model.eval()
+            if on_gpu:
+                loss.item()
+        return step
+    model.eval()
 
-        def step():
-            with torch.inference_mode():
-                torch.sigmoid(model(x))
+    def step():
+        with torch.inference_mode():
+            probabilities = torch.sigmoid(model(x))
+            if on_gpu:
+                probabilities.cpu()
+    return step
+
+
+def measure(phase, batch, size, threads, iters, layout):
+    """One (phase, batch, layout) in a fresh process: (median ms per step, peak RSS growth in MB)."""
+    torch.set_num_threads(threads)
+    torch.set_num_interop_threads(1)
+    base_kb = reset_peak_rss()
+    torch.manual_seed(0)
+    memory_format = LAYOUTS[layout]
+    step = make_step(phase, batch, size, "cpu", memory_format)
     times = []
     for _ in range(iters + 1):  # the first is the warm-up
         start = time.perf_counter()
@@ -162,6 +185,31 @@ def measure(phase, batch, size, threads, iters, layout):
         times.append((time.perf_counter() - start) * 1e3)
     peak_mb = None if base_kb is None else (status_kb("VmHWM") - base_kb) / 1024
     return statistics.median(times[1:]), peak_mb
+
+
+def measure_cuda(phase, batch, size, iters, layout, precision):
+    """One (phase, batch, layout, precision) on the GPU: (median ms per step, peak allocated MB)."""
+    tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = True
+    torch.manual_seed(0)
+    memory_format = LAYOUTS[layout]
+    step = make_step(phase, batch, size, "cuda", memory_format)
+    for _ in range(2):  # warm-up: cudnn.benchmark tries its algorithms on the first call
+        step()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        step()
+        torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) * 1e3)
+    peak_mb = torch.cuda.max_memory_allocated() / 1e6
+    del step
+    torch.cuda.empty_cache()
+    return statistics.median(times), peak_mb
 
 
 def status_kb(field):
@@ -226,14 +274,14 @@ def load_ours(args):
         text = Path(args.ours_json).read_text()
     else:
         cmd = [args.ours, f"--threads={args.threads}", f"--size={args.size}",
-               f"--batches={','.join(map(str, args.batches))}", "--benchmark_filter=^cpu/",
+               f"--batches={','.join(map(str, args.batches))}", f"--benchmark_filter=^{args.device}/",
                "--benchmark_format=json"]
         print("running:", shlex.join(cmd), flush=True)
         text = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
     to_ms = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}
     ours, rank = {}, {}
     for b in json.loads(text).get("benchmarks", []):
-        m = re.match(r"cpu/(train_step|inference)/batch:(\d+)", b.get("name", ""))
+        m = re.match(rf"{args.device}/(train_step|inference)/batch:(\d+)", b.get("name", ""))
         if not m or b.get("error_occurred"):
             continue
         aggregate = b.get("run_type") == "aggregate"
@@ -252,16 +300,19 @@ def fmt(value, digits=1):
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
-def parse_layouts(text):
-    layouts = text.split(",")
-    unknown = [name for name in layouts if name not in LAYOUTS]
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown layout {', '.join(unknown)}; choose from {', '.join(LAYOUTS)}")
-    return list(dict.fromkeys(layouts))  # unique, in the order given
+def choices(known, what):
+    """An argparse type: a comma-separated list of names from `known`, unique, in the order given."""
+    def parse(text):
+        names = text.split(",")
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise argparse.ArgumentTypeError(
+                f"unknown {what} {', '.join(unknown)}; choose from {', '.join(known)}")
+        return list(dict.fromkeys(names))
+    return parse
 
 
-def print_table(head, rows, markdown):
+def print_table(head, rows, markdown, gpu):
     left = [h in ("phase", "faster") for h in head]  # text columns; numbers align right
     if markdown:
         print("| " + " | ".join(head) + " |")
@@ -273,10 +324,14 @@ def print_table(head, rows, markdown):
         for row in [head] + rows:
             print("  ".join(c.ljust(w) if is_left else c.rjust(w)
                             for c, w, is_left in zip(row, widths, left)))
-    print("\nfaster: the PyTorch layout with the lower time; torch best ms and img/s are that layout's.")
+    print("\nfaster: the PyTorch configuration with the lower time; torch best ms and img/s are its.")
     print("speed ours/torch best = torch best ms / ours ms: > 1 means ours is faster.")
-    print("* torch peak MB: growth of the process's peak RSS during that run (not the same measure "
-          "as ours, the engine's own peak).")
+    if gpu:
+        print("* torch peak MB: torch.cuda.max_memory_allocated during the timed steps (ours: the "
+              "engine allocator's peak).")
+    else:
+        print("* torch peak MB: growth of the process's peak RSS during that run (not the same measure "
+              "as ours, the engine's own peak).")
 
 
 def main():
@@ -290,9 +345,15 @@ def main():
     p.add_argument("--ours-json", help="saved bench_e2e JSON output, instead of running the binary")
     p.add_argument("--torch-only", action="store_true")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
-    p.add_argument("--layouts", default=",".join(LAYOUTS), type=parse_layouts,
+    p.add_argument("--layouts", default=",".join(LAYOUTS), type=choices(LAYOUTS, "layout"),
                    help="PyTorch memory layouts to run, comma-separated (default: %(default)s)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where both sides run (cuda: ours from bench_e2e's cuda/ rows)")
+    p.add_argument("--precisions", default=",".join(PRECISIONS), type=choices(PRECISIONS, "precision"),
+                   help="GPU only: fp32 and/or tf32 (default: %(default)s)")
     args = p.parse_args()
+    if args.device == "cuda":
+        return main_cuda(args)
     if not (args.torch_only or args.ours_json or Path(args.ours).is_file()):
         print(f"error: our benchmark binary {args.ours} is missing; build it with scripts/build.sh "
               "(or pass --ours-json FILE, or --torch-only)", file=sys.stderr)
@@ -339,7 +400,47 @@ def main():
             rows.append([phase, str(batch), fmt(ours_ms), *(fmt(ms) for ms, _ in torch_runs.values()), best,
                          fmt(best_ms), fmt(ratio, 2), fmt(ours_ips, 2), fmt(batch * 1e3 / best_ms, 2),
                          fmt(ours_mb, 0), *(fmt(mb, 0) for _, mb in torch_runs.values())])
-    print_table(head, rows, args.markdown)
+    print_table(head, rows, args.markdown, gpu=False)
+    return 0
+
+
+def main_cuda(args):
+    """--device cuda: every (precision, layout) in this process, against bench_e2e's cuda/ rows."""
+    if not torch.cuda.is_available():
+        print("error: PyTorch sees no CUDA device", file=sys.stderr)
+        return 1
+    if not (args.torch_only or args.ours_json or Path(args.ours).is_file()):
+        print(f"error: our benchmark binary {args.ours} is missing (or pass --ours-json FILE, or --torch-only)",
+              file=sys.stderr)
+        return 1
+    props = torch.cuda.get_device_properties(0)
+    print(f"GPU: {props.name}, {props.multi_processor_count} SMs; torch {torch.__version__}, CUDA "
+          f"{torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}; cudnn.benchmark on")
+    print(f"image {args.size}x{args.size}; batches {','.join(map(str, args.batches))}; "
+          f"median of {args.iters} after 2 warm-ups")
+    trainable, stats = count_parameters(UNet())
+    assert trainable + stats == EXPECTED_PARAMS, f"expected {EXPECTED_PARAMS:,} parameters"
+    ours = {} if args.torch_only else load_ours(args)
+    configs = [(precision, layout) for precision in args.precisions for layout in args.layouts]
+    names = [f"{precision} {layout}" for precision, layout in configs]
+    head = ["phase", "batch", "ours ms", *(f"torch {n} ms" for n in names), "faster", "torch best ms",
+            "speed ours/torch best (>1: ours faster)", "ours img/s", "torch best img/s", "ours peak MB",
+            *(f"torch {n} peak MB*" for n in names)]
+    rows = []
+    for phase in PHASES:
+        for batch in args.batches:
+            runs = {}
+            for (precision, layout), name in zip(configs, names):
+                runs[name] = measure_cuda(phase, batch, args.size, args.iters, layout, precision)
+                print(f"  torch {phase} batch {batch} {name}: {runs[name][0]:.2f} ms", file=sys.stderr, flush=True)
+            best = min(runs, key=lambda name: runs[name][0])
+            best_ms = runs[best][0]
+            ours_ms, ours_ips, ours_mb = ours.get((phase, batch), (None, None, None))
+            ratio = best_ms / ours_ms if ours_ms else None
+            rows.append([phase, str(batch), fmt(ours_ms, 2), *(fmt(ms, 2) for ms, _ in runs.values()), best,
+                         fmt(best_ms, 2), fmt(ratio, 2), fmt(ours_ips, 0), fmt(batch * 1e3 / best_ms, 0),
+                         fmt(ours_mb, 0), *(fmt(mb, 0) for _, mb in runs.values())])
+    print_table(head, rows, args.markdown, gpu=True)
     return 0
 
 
