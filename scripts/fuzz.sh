@@ -11,7 +11,8 @@
 # Each target runs with -rss_limit_mb=1024 (a reader must never need 1 GB), -timeout=10 and leak
 # detection. The corpus grows in build-fuzz/corpus/<target>/ and is kept between runs; findings
 # (crash-*, leak-*, timeout-*, oom-*) go to build-fuzz/findings/<target>/ and make the script
-# fail, naming them: turn each into a regression test under tests/.
+# fail, naming them: turn each into a regression test under tests/. Findings of an earlier run
+# are replayed before fuzzing: those that pass now (fixed) are removed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -57,6 +58,13 @@ for t in "${targets[@]}"; do
   if [ -n "$ext" ] && compgen -G "../shared/reliability/*.$ext" >/dev/null; then
     cp -n ../shared/reliability/*."$ext" "$corpus"/ 2>/dev/null || true
   fi
+  # Findings of earlier runs are replayed first: one that no longer fails was fixed, and goes.
+  for old in $(find "$findings" -maxdepth 1 -type f ! -name log.txt); do
+    if ASAN_OPTIONS=detect_leaks=1 "build-fuzz/fuzz/fuzz_$t" -rss_limit_mb=1024 -timeout=10 "$old" >/dev/null 2>&1; then
+      echo "fuzz: $t: $(basename "$old") from an earlier run passes now; removed"
+      rm -f "$old"
+    fi
+  done
   echo "fuzz: $t for ${seconds} s (corpus: $(ls "$corpus" | wc -l) files)"
   ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=0 UBSAN_OPTIONS=print_stacktrace=1 \
     "build-fuzz/fuzz/fuzz_$t" "$corpus" -max_total_time="$seconds" -rss_limit_mb=1024 -timeout=10 \
