@@ -1,5 +1,5 @@
 // One libFuzzer target per file reader; fuzz/CMakeLists.txt compiles this file once per reader
-// with UNET_FUZZ_<NAME> defined. The fuzzer's bytes are written to a file with the reader's
+// with UNET_FUZZ_<NAME> and the reader's file extension (UNET_FUZZ_EXTENSION) defined. The fuzzer's bytes are written to a file with the reader's
 // extension (the readers take paths, as the commands do) and read back. A clean exception is the
 // expected end for bad bytes; a crash, a sanitizer report, a leak, a timeout or more than
 // -rss_limit_mb of memory is a finding. std::bad_alloc counts as one: every reader must refuse an
@@ -23,27 +23,7 @@
 
 namespace {
 
-#if defined(UNET_FUZZ_NPY)
-constexpr const char* kExtension = ".npy";
-#elif defined(UNET_FUZZ_PNG)
-constexpr const char* kExtension = ".png";
-#elif defined(UNET_FUZZ_JPEG)
-constexpr const char* kExtension = ".jpg";
-#elif defined(UNET_FUZZ_BMP)
-constexpr const char* kExtension = ".bmp";
-#elif defined(UNET_FUZZ_TIFF)
-constexpr const char* kExtension = ".tif";
-#elif defined(UNET_FUZZ_NIFTI)
-constexpr const char* kExtension = ".nii";
-#elif defined(UNET_FUZZ_NIFTI_GZ)
-constexpr const char* kExtension = ".nii.gz";
-#elif defined(UNET_FUZZ_CHECKPOINT)
-constexpr const char* kExtension = ".ckpt";
-#elif defined(UNET_FUZZ_SPLIT)
-constexpr const char* kExtension = ".txt";
-#else
-#error "define one UNET_FUZZ_<READER>"
-#endif
+constexpr const char* kExtension = UNET_FUZZ_EXTENSION;
 
 // One file per fuzzing process (libFuzzer's -jobs run several), in memory when /dev/shm exists.
 const std::string& input_path() {

@@ -67,6 +67,22 @@ inline Conv2dShape conv2d_shape(int n, int c_in, int h, int w, int c_out, int k,
   return s;
 }
 
+// A stride-1 convolution's backward-data pass is a forward pass over dy (c_out channels in, c_in
+// out, h_in x w_in outputs) with the kernel transposed in channels and flipped in space, padded
+// by what the forward pass leaves after x: this is that forward pass's shape.
+inline Conv2dShape backward_data_as_forward(const Conv2dShape& s) {
+  Conv2dShape t = s;
+  t.c_in = s.c_out;
+  t.h_in = s.h_out;
+  t.w_in = s.w_out;
+  t.c_out = s.c_in;
+  t.h_out = s.h_in;
+  t.w_out = s.w_in;
+  t.pad_top = s.kh - 1 - s.pad_top;
+  t.pad_left = s.kw - 1 - s.pad_left;
+  return t;
+}
+
 // Keras Conv2DTranspose: 'same' gives out = in * stride and is the exact adjoint of a 'same'
 // convolution from the output size, so the padding before is the smaller half of
 // (in-1)*stride + k - out. For 3x3 stride 2 this is 0 before and 1 after: the last tap of the

@@ -14,8 +14,8 @@ namespace unet {
 // The first non-finite quantity after a step, in the order a divergence spreads: the loss, the
 // gradients, the parameters, the buffers (BatchNorm statistics), as "buffer 'name'[index] = inf";
 // nothing when all are finite.
-// It reads every parameter, gradient and buffer once: ~2 ms for the reference model on the CPU,
-// well under 1% of a step.
+// It copies every parameter, gradient and buffer to the host once (about 17 MB for the reference
+// model), small beside the traffic of the step it checks.
 std::optional<std::string> first_non_finite(const Module& model, double loss);
 
 }  // namespace unet

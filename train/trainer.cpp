@@ -387,12 +387,15 @@ TrainResult train_model(UNet& model, const std::vector<Sample>& samples, const s
       std::printf("early stop: no improvement for %d epochs\n", o.early.patience);
       break;
     }
-    if (o.stop_after > 0 && ++epochs_this_call >= o.stop_after) return result;
+    ++epochs_this_call;
+    if (o.stop_after > 0 && epochs_this_call >= o.stop_after) return result;
   }
   // A run killed between last.ckpt and log.csv of its final epoch resumes with nothing left to
   // train: the log and the curves are written here from the checkpoint's history.
-  write_text(o.run_dir + "/log.csv", csv(result.history));
-  draw_curves(o.run_dir + "/curves.png", result.history);
+  if (epochs_this_call == 0) {
+    write_text(o.run_dir + "/log.csv", csv(result.history));
+    draw_curves(o.run_dir + "/curves.png", result.history);
+  }
   if (o.restore_best && result.best_epoch > 0) {
     load_module_state(model, load_checkpoint(best_path), "model.", best_path);
     std::printf("restored the weights of epoch %d (best)\n", result.best_epoch);

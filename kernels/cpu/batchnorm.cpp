@@ -24,38 +24,18 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/cpu/batchnorm_runs.h"
 #include "kernels/cpu/reduce.h"
 
 namespace unet::cpu {
 namespace {
 
 using detail::kParallelMin;
+using namespace bn_runs;
 
-// A run re-read right after its first sweep is still in the core's L1 or L2 cache.
-constexpr int kChunk = 4096;
 // Values of one channel group: the group's x, dy and y (12 bytes a value) fit in the L2 caches
 // of two cores, so a training pass's second sweep hits the cache. A group is at least a channel.
 constexpr std::size_t kGroupValues = std::size_t(1) << 18;
-
-// The runs of a shape: each plane is cut into `pieces` runs of near-equal length.
-struct Runs {
-  int pieces = 0, per_channel = 0;  // runs per plane, per channel (n * pieces)
-
-  explicit Runs(const BatchNormShape& s)
-      : pieces((s.hw + kChunk - 1) / kChunk), per_channel(s.n * pieces) {}
-
-  struct Run {
-    std::size_t begin;  // flat index of the first value
-    int size;
-  };
-  // Run k (0 <= k < per_channel) of channel c: plane k / pieces, piece k % pieces.
-  Run run(const BatchNormShape& s, int c, int k) const {
-    const int n = k / pieces, piece = k % pieces;
-    const auto cut = [&](int j) { return int(int64_t(s.hw) * j / pieces); };
-    return {(std::size_t(n) * s.c + c) * s.hw + std::size_t(cut(piece)),
-            cut(piece + 1) - cut(piece)};
-  }
-};
 
 int channels_per_group(const BatchNormShape& s) {
   return int(std::clamp<std::size_t>(kGroupValues / std::max<std::size_t>(s.per_channel(), 1), 1,
@@ -122,10 +102,6 @@ std::array<double, K> lane_sums(int size, Term term) {
 template <typename Acc>
 using Wide = std::remove_cvref_t<decltype(std::declval<Acc>()[0])>;
 
-// Count, mean and sum of squared deviations from the mean (m2) of a set of values.
-struct Moments {
-  double count = 0, mean = 0, m2 = 0;
-};
 
 // Mean first, then the squared deviations from it (the run is in L1 by then): unlike
 // E[x^2] - E[x]^2 this does not cancel catastrophically when the mean is large compared with the
@@ -143,13 +119,6 @@ Moments run_moments(const T* x, int size) {
   return {double(size), mean, m2};
 }
 
-// The moments of the union of two disjoint sets (Chan, Golub & LeVeque), as stable as the
-// two-pass formula on the whole set.
-Moments merge(const Moments& a, const Moments& b) {
-  const double count = a.count + b.count, delta = b.mean - a.mean;
-  return {count, a.mean + delta * (b.count / count),
-          a.m2 + b.m2 + delta * delta * (a.count * b.count / count)};
-}
 
 // Stores v rounded to T, through relu_forward's expression when relu is set.
 template <typename T, typename W>
@@ -222,8 +191,6 @@ GradSums infer_dx_run(const T* dy, const T* x, const T* y, int size, double mean
   });
   return run_grad_sums<Relu>(dy, x, y, size, mean);
 }
-
-double inverse_std(double var, double eps) { return 1.0 / std::sqrt(var + eps); }
 
 }  // namespace
 

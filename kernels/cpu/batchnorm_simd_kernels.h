@@ -42,6 +42,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "kernels/cpu/batchnorm_runs.h"
 #include "kernels/cpu/reduce.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/shapes.h"
@@ -60,8 +61,8 @@ namespace {
 #endif
 
 using detail::kParallelMin;
+using namespace bn_runs;
 
-constexpr int kChunk = 4096;    // values a run at most, as the reference
 constexpr int kInterleave = 4;  // accumulators a sum: hides the add latency
 // Input read by a channel group (see "Cache" above).
 constexpr std::size_t kGroupBytes = std::size_t(8) << 20;
@@ -148,24 +149,6 @@ Sums<K> lane_sums(int size, Term term) {
   return out;
 }
 
-// The runs of a shape (the reference's cut): each plane is cut into `pieces` runs of near-equal
-// length; run k of a channel is piece k % pieces of plane k / pieces.
-struct Runs {
-  int pieces = 0, per_channel = 0;
-
-  explicit Runs(const BatchNormShape& s) : pieces((s.hw + kChunk - 1) / kChunk), per_channel(s.n * pieces) {}
-
-  struct Run {
-    std::size_t begin;  // flat index of the first value
-    int size;
-  };
-  Run run(const BatchNormShape& s, int c, int k) const {
-    const int n = k / pieces, piece = k % pieces;
-    const auto cut = [&](int j) { return int(int64_t(s.hw) * j / pieces); };
-    return {(std::size_t(n) * s.c + c) * s.hw + std::size_t(cut(piece)), cut(piece + 1) - cut(piece)};
-  }
-};
-
 // Channels a group: about kGroupBytes of input (bytes_per_value from each input), at least one.
 int channels_per_group(const BatchNormShape& s, std::size_t bytes_per_value) {
   const std::size_t channel = std::max<std::size_t>(s.per_channel(), 1) * bytes_per_value;
@@ -183,16 +166,7 @@ struct Share {
   }
 };
 
-// Count, mean and sum of squared deviations from the mean of a set of values.
-struct Moments {
-  double count = 0, mean = 0, m2 = 0;
-};
 
-// The moments of the union of two disjoint sets (Chan, Golub & LeVeque).
-Moments merge(const Moments& a, const Moments& b) {
-  const double count = a.count + b.count, delta = b.mean - a.mean;
-  return {count, a.mean + delta * (b.count / count), a.m2 + b.m2 + delta * delta * (a.count * b.count / count)};
-}
 
 template <typename V>
 Moments run_moments(const float* x, int size) {
@@ -270,7 +244,6 @@ void dx_run(const float* dy, const float* x, const float* y, int size, GradAffin
   });
 }
 
-double inverse_std(double var, double eps) { return 1.0 / std::sqrt(var + eps); }
 
 template <typename V>
 void forward_train(const BatchNormShape& s, const float* x, const float* gamma, const float* beta, float eps,

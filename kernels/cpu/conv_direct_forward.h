@@ -327,19 +327,10 @@ void forward(const Conv2dShape& s, const float* x, const float* w, const float* 
 // transposed in channels and flipped in space, and the padding the forward pass leaves after x.
 template <typename V>
 void backward_data(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
-  Conv2dShape t = s;
-  t.c_in = s.c_out;
-  t.h_in = s.h_out;
-  t.w_in = s.w_out;
-  t.c_out = s.c_in;
-  t.h_out = s.h_in;
-  t.w_out = s.w_in;
-  t.pad_top = s.kh - 1 - s.pad_top;
-  t.pad_left = s.kw - 1 - s.pad_left;
   // Flipping both axes reverses the taps: (kh-1-i) * kw + (kw-1-j) = taps-1 - (i * kw + j).
   const int taps = s.kh * s.kw;
   const forward_detail::WeightView flipped{w + taps - 1, taps, std::ptrdiff_t(s.c_in) * taps, -1};
-  forward_detail::convolve<V>(t, dy, flipped, nullptr, dx);
+  forward_detail::convolve<V>(kernels::backward_data_as_forward(s), dy, flipped, nullptr, dx);
 }
 
 }  // namespace unet::cpu::direct

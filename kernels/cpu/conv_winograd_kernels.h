@@ -441,16 +441,8 @@ void forward(const Conv2dShape& s, const float* x, const float* w, const float* 
 // padding the forward pass leaves after x (as direct::backward_data, conv_direct_forward.h).
 template <typename V>
 void backward_data(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
-  Conv2dShape t = s;
-  t.c_in = s.c_out;
-  t.h_in = s.h_out;
-  t.w_in = s.w_out;
-  t.c_out = s.c_in;
-  t.h_out = s.h_in;
-  t.w_out = s.w_in;
-  t.pad_top = 2 - s.pad_top;
-  t.pad_left = 2 - s.pad_left;
-  convolve<V>(t, dy, WeightView{w + 8, 9, std::ptrdiff_t(s.c_in) * 9, -1}, nullptr, dx);
+  convolve<V>(kernels::backward_data_as_forward(s), dy, WeightView{w + 8, 9, std::ptrdiff_t(s.c_in) * 9, -1},
+              nullptr, dx);
 }
 
 }  // namespace unet::cpu::winograd

@@ -223,3 +223,15 @@ TEST_CASE("unet predict reads a real LGG slice with its mask beside it", "[cli][
   const unet::io::NpyArray mask = unet::io::read_npy(dir.file("pred/TCGA_CS_4941_19960909_12_mask.npy"));
   CHECK(mask.shape == std::vector<int64_t>{256, 256});
 }
+
+TEST_CASE("a patient with nothing predicted has an undefined HD95, not a perfect 0", "[cli][eval]") {
+  TempDir dir("unet-eval-hd95-test");
+  const std::string ckpt = train_tiny_model(dir);
+  // No probability of a one-epoch model reaches this threshold: nothing is predicted anywhere.
+  const Result r = run("eval --device cpu --overlays 0 --threshold 0.9999999 --checkpoint " + ckpt +
+                       " --data phantom:2 --out " + dir.file("e"));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  const std::string summary = text_of(dir.file("e/summary.json"));
+  CHECK_THAT(summary, Catch::Contains("\"patients_hd95_undefined\": 2"));
+}

@@ -11,31 +11,20 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <random>
 #include <string>
 #include <thread>
 
 #include "tests/support/cli_run.h"
+#include "tests/support/run_files.h"
 
 namespace fs = std::filesystem;
+using namespace unet;
 
 namespace {
 
 const std::string kTrain =
     " train --device cpu --threads 1 --data phantom:3 --epochs 5 --batch 2 --size 32 --base-filters 4 --depth 2 --out ";
-
-std::string bytes_of(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-std::string log_without_seconds(const fs::path& path) {
-  std::ifstream in(path);
-  std::string out;
-  for (std::string line; std::getline(in, line);) out += line.substr(0, line.rfind(',')) + "\n";
-  return out;
-}
 
 // Starts the command, kills it with SIGKILL after `delay` (or lets it finish first).
 void run_and_kill(const std::string& command, std::chrono::milliseconds delay) {
@@ -54,9 +43,9 @@ void run_and_kill(const std::string& command, std::chrono::milliseconds delay) {
 }  // namespace
 
 TEST_CASE("kill -9 at random moments, then --resume, ends with byte-identical checkpoints and log", "[cli][resume][kill]") {
-  unet::test::TempDir dir("unet-kill-resume");
+  test::TempDir dir("unet-kill-resume");
   const std::string binary = UNET_CLI_PATH;
-  const unet::test::CliResult whole = unet::test::run_cli(kTrain.substr(1) + dir.file("whole"));
+  const test::CliResult whole = test::run_cli(kTrain.substr(1) + dir.file("whole"));
   INFO(whole.output);
   REQUIRE(whole.exit_code == 0);
 
@@ -69,14 +58,14 @@ TEST_CASE("kill -9 at random moments, then --resume, ends with byte-identical ch
     const int ms = moment(rng);
     INFO("killed after " << ms << " ms");
     run_and_kill(binary + kTrain + out, std::chrono::milliseconds(ms));
-    const unet::test::CliResult resumed = unet::test::run_cli(kTrain.substr(1) + out + " --resume");
+    const test::CliResult resumed = test::run_cli(kTrain.substr(1) + out + " --resume");
     INFO(resumed.output);
     REQUIRE(resumed.exit_code == 0);
     for (const char* name : {"best.ckpt", "last.ckpt"}) {
       INFO(name);
-      CHECK(bytes_of(fs::path(out) / name) == bytes_of(dir.path / "whole" / name));
+      CHECK(test::file_bytes(fs::path(out) / name) == test::file_bytes(dir.path / "whole" / name));
     }
-    CHECK(log_without_seconds(fs::path(out) / "log.csv") == log_without_seconds(dir.path / "whole" / "log.csv"));
+    CHECK(test::log_without_seconds(fs::path(out) / "log.csv") == test::log_without_seconds(dir.path / "whole" / "log.csv"));
     for (const auto& entry : fs::directory_iterator(out)) CHECK(entry.path().filename().string().find(".tmp-") == std::string::npos);
   }
 }

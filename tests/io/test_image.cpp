@@ -35,35 +35,8 @@ void png_chunk(std::vector<uint8_t>& png, const char* type, const std::vector<ui
   put_be32(png, uint32_t(crc32(0, png.data() + start, uInt(png.size() - start))));
 }
 
-// A 16-bit grey (1 channel) or RGB (3 channels) PNG, rows unfiltered.
-std::vector<uint8_t> png16(uint32_t width, uint32_t height, int channels,
-                           const std::vector<uint16_t>& samples) {
-  std::vector<uint8_t> png = {137, 80, 78, 71, 13, 10, 26, 10};
-  std::vector<uint8_t> ihdr;
-  put_be32(ihdr, width);
-  put_be32(ihdr, height);
-  ihdr.insert(ihdr.end(), {16, uint8_t(channels == 1 ? 0 : 2), 0, 0, 0});
-  png_chunk(png, "IHDR", ihdr);
-  std::vector<uint8_t> raw;
-  std::size_t row = width * std::size_t(channels);
-  for (uint32_t y = 0; y < height; ++y) {
-    raw.push_back(0);  // filter: none
-    for (std::size_t i = 0; i < row; ++i) {
-      uint16_t s = samples[y * row + i];
-      raw.insert(raw.end(), {uint8_t(s >> 8), uint8_t(s & 0xff)});
-    }
-  }
-  std::vector<uint8_t> idat(compressBound(uLong(raw.size())));
-  uLongf size = uLongf(idat.size());
-  compress(idat.data(), &size, raw.data(), uLong(raw.size()));
-  idat.resize(size);
-  png_chunk(png, "IDAT", idat);
-  png_chunk(png, "IEND", {});
-  return png;
-}
-
-// An 8-bit-or-less PNG of any colour type from packed, unfiltered rows, with optional PLTE and
-// tRNS chunks.
+// A PNG of any colour type and bit depth from its packed, unfiltered rows, with optional PLTE
+// and tRNS chunks.
 std::vector<uint8_t> png_packed(uint32_t width, uint32_t height, uint8_t bits, uint8_t colour_type,
                                 const std::vector<std::vector<uint8_t>>& rows, const std::vector<uint8_t>& palette,
                                 const std::vector<uint8_t>& transparency) {
@@ -87,6 +60,19 @@ std::vector<uint8_t> png_packed(uint32_t width, uint32_t height, uint8_t bits, u
   png_chunk(png, "IDAT", idat);
   png_chunk(png, "IEND", {});
   return png;
+}
+
+// A 16-bit grey (1 channel) or RGB (3 channels) PNG, rows unfiltered.
+std::vector<uint8_t> png16(uint32_t width, uint32_t height, int channels,
+                           const std::vector<uint16_t>& samples) {
+  std::vector<std::vector<uint8_t>> rows(height);
+  const std::size_t row = width * std::size_t(channels);
+  for (uint32_t y = 0; y < height; ++y)
+    for (std::size_t i = 0; i < row; ++i) {
+      const uint16_t v = samples[y * row + i];
+      rows[y].insert(rows[y].end(), {uint8_t(v >> 8), uint8_t(v & 0xff)});
+    }
+  return png_packed(width, height, 16, uint8_t(channels == 1 ? 0 : 2), rows, {}, {});
 }
 
 // A 24-bit BMP: rows bottom-up, BGR, padded to 4 bytes.

@@ -12,8 +12,11 @@
 #include "train/dataset.h"
 #include "train/split.h"
 #include "train/trainer.h"
+#include "tests/support/run_files.h"
 
 using namespace unet;
+using test::file_bytes;
+using test::log_without_seconds;
 namespace fs = std::filesystem;
 
 namespace {
@@ -55,19 +58,6 @@ struct Fixture {
 std::vector<std::vector<float>> weights(const UNet& model) {
   std::vector<std::vector<float>> out;
   for (const auto& [name, t] : module_state(model, "")) out.push_back(t.to_vector());
-  return out;
-}
-
-std::string file_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-// log.csv with its last column (seconds) cut from every line.
-std::string log_without_seconds(const fs::path& path) {
-  std::ifstream in(path);
-  std::string out;
-  for (std::string line; std::getline(in, line);) out += line.substr(0, line.rfind(',')) + "\n";
   return out;
 }
 
