@@ -173,6 +173,7 @@ std::string summary_json(const Args& args, const std::vector<Row>& images, const
   j << "{\n  \"checkpoint\": " << json_string(args.get("checkpoint")) << ",\n  \"data\": " << json_string(args.get("data"))
     << ",\n  \"split\": " << (args.get("split").empty() ? "null" : json_string(args.get("split")))
     << ",\n  \"subset\": " << json_string(args.get("split").empty() ? "all" : args.get("subset"))
+    << ",\n  \"tta\": " << json_string(args.get("tta")) << ",\n  \"postprocess\": " << json_string(args.get("postprocess"))
     << ",\n  \"threshold\": " << json_number(args.get_float("threshold")) << ",\n  \"size\": " << args.get_int("size")
     << ",\n  \"device\": " << json_string(device) << ",\n  \"counts\": {\n    \"images\": " << images.size()
     << ",\n    \"patients\": " << patients.size() << ",\n    \"images_with_tumour\": " << o.images_with_tumour
@@ -237,7 +238,7 @@ int run_eval(int argc, char** argv) {
   Args args("eval", "Scores a checkpoint on a labelled dataset: Dice, IoU, precision, recall, specificity, F1,\n"
                     "pixel accuracy and HD95 per image, per patient (pooled counts) and overall. With --out,\n"
                     "writes per_image.csv, per_patient.csv, summary.json and overlays/<id>.png.");
-  args.option("checkpoint", "file", "", "the model to score (required)")
+  args.option("checkpoint", "file", "", "the model to score (required); several, comma-separated, or a folder of runs: their ensemble")
       .option("data", "source", "", "labelled dataset: phantom[:N], LGG, BraTS, npy or image folder (required)")
       .option("split", "file", "", "split file of a training run (see --subset)")
       .option("subset", "name", "val", "val, train or all patients of --split (all without --split)")
@@ -248,6 +249,7 @@ int run_eval(int argc, char** argv) {
       .option("threads", "n", "0", "CPU threads (0: all cores)")
       .option("out", "dir", "", "write the results here (none: print only)")
       .option("overlays", "n", "8", "overlays of the n slices with the most tumour pixels (with --out)");
+  Predictor::add_flags(args);
   add_kernels_flag(args);
   add_input_limit_flag(args);
   if (!args.parse(argc, argv)) return 0;
@@ -266,21 +268,23 @@ int run_eval(int argc, char** argv) {
   apply_kernels_flag(args, "eval");
   apply_input_limit_flag(args, "eval");
   const Device device = resolve_device(args.get("device"));
-  std::unique_ptr<UNet> model = load_model(args, device, "eval");
-  const std::vector<Sample> data = load_dataset(args.get("data"), model_data_options(*model, args.get_int("size")));
+  Predictor predictor(args, device, "eval");
+  const std::vector<Sample> data = load_dataset(args.get("data"), model_data_options(predictor.model(), args.get_int("size")));
   const std::vector<const Sample*> samples = selected(data, args);
   for (const Sample* s : samples)
     if (!s->has_mask())
       throw std::runtime_error(s->source + ": no tumour mask; eval needs ground truth for every slice");
 
-  const std::vector<std::vector<float>> probabilities = predict_probabilities(*model, samples, batch);
+  if (!predictor.description().empty()) std::printf("predicting with %s\n", predictor.description().c_str());
+  const std::vector<std::vector<float>> probabilities = predictor.probabilities(samples, batch);
   std::vector<std::vector<float>> masks(samples.size());
+  for (std::size_t i = 0; i < samples.size(); ++i) masks[i] = binary_mask(probabilities[i], threshold);
+  postprocess_patients(predictor.postprocess(), samples, masks);
   std::vector<Row> images(samples.size());
 #pragma omp parallel for schedule(dynamic)
   for (std::ptrdiff_t k = 0; k < std::ptrdiff_t(samples.size()); ++k) {  // HD95 is the costly part
     const auto i = std::size_t(k);
     const Sample& s = *samples[i];
-    masks[i] = binary_mask(probabilities[i], threshold);
     Row& r = images[i];
     r = {s.id, s.patient, 1, confusion(s.mask.data(), masks[i].data(), s.height, s.width), {}, 0};
     r.s = image_scores(s.mask.data(), masks[i].data(), s.height, s.width);

@@ -171,11 +171,13 @@ std::string dice_text(const std::vector<float>& truth, const std::vector<float>&
   return text;
 }
 
-void write_slice(OutputFolder& out, const SliceInput& in, const std::vector<float>& probability, int size, float threshold) {
+void write_slice(OutputFolder& out, const SliceInput& in, const std::vector<float>& probability, int size, float threshold,
+                 const PostProcess& postprocess) {
   const Planes image = read_planes(in.image);
   const std::vector<float> truth = in.truth.empty() ? std::vector<float>() : read_truth(in.truth, image.height, image.width, in.image);
   const std::vector<float> prob = resize_map(probability, size, size, image.height, image.width);
-  const std::vector<float> mask = binary_mask(prob, threshold);
+  std::vector<float> mask = binary_mask(prob, threshold);
+  apply_postprocess(postprocess, mask, 1, image.height, image.width);
   std::vector<uint8_t> mask01(mask.size()), mask255(mask.size());
   for (std::size_t i = 0; i < mask.size(); ++i) {
     mask01[i] = uint8_t(mask[i]);
@@ -203,9 +205,9 @@ void write_slice(OutputFolder& out, const SliceInput& in, const std::vector<floa
 }
 
 // Slices are loaded and predicted a batch at a time, so a large folder never sits in memory.
-void predict_slices(UNet& model, const std::vector<SliceInput>& inputs, const Args& args, OutputFolder& out) {
+void predict_slices(Predictor& predictor, const std::vector<SliceInput>& inputs, const Args& args, OutputFolder& out) {
   const int size = args.get_int("size"), batch = args.get_int("batch");
-  DatasetOptions options = model_data_options(model, size);
+  DatasetOptions options = model_data_options(predictor.model(), size);
   options.require_masks = false;
   options.report = [](const std::string&) {};  // one line per output is printed instead
   for (std::size_t start = 0; start < inputs.size(); start += std::size_t(batch)) {
@@ -214,8 +216,9 @@ void predict_slices(UNet& model, const std::vector<SliceInput>& inputs, const Ar
     for (std::size_t i = start; i < end; ++i) samples.push_back(std::move(load_dataset(inputs[i].image.string(), options).front()));
     std::vector<const Sample*> pointers;
     for (const Sample& s : samples) pointers.push_back(&s);
-    const std::vector<std::vector<float>> probabilities = predict_probabilities(model, pointers, batch);
-    for (std::size_t i = start; i < end; ++i) write_slice(out, inputs[i], probabilities[i - start], size, args.get_float("threshold"));
+    const std::vector<std::vector<float>> probabilities = predictor.probabilities(pointers, batch);
+    for (std::size_t i = start; i < end; ++i)
+      write_slice(out, inputs[i], probabilities[i - start], size, args.get_float("threshold"), predictor.postprocess());
   }
 }
 
@@ -292,7 +295,8 @@ std::vector<float> plane(const std::vector<float>& data, const io::Volume& geome
   return {data.begin() + std::ptrdiff_t(n * std::size_t(z)), data.begin() + std::ptrdiff_t(n * std::size_t(z + 1))};
 }
 
-void predict_volume(UNet& model, const VolumeInput& in, const Args& args, OutputFolder& out) {
+void predict_volume(Predictor& predictor, const VolumeInput& in, const Args& args, OutputFolder& out) {
+  const UNet& model = predictor.model();
   const int size = args.get_int("size");
   const float threshold = args.get_float("threshold");
   const io::Volume like = io::read_nifti(in.first_channel.string());  // read first: errors name the user's file
@@ -317,7 +321,7 @@ void predict_volume(UNet& model, const VolumeInput& in, const Args& args, Output
   const std::vector<Sample> samples = link ? link->load(options, in.folder) : load_dataset(in.folder.string(), options);
   std::vector<const Sample*> pointers;
   for (const Sample& s : samples) pointers.push_back(&s);
-  const std::vector<std::vector<float>> probabilities = predict_probabilities(model, pointers, args.get_int("batch"));
+  const std::vector<std::vector<float>> probabilities = predictor.probabilities(pointers, args.get_int("batch"));
 
   // Slices the loader skipped (no tissue) stay 0 in the mask.
   const std::size_t n = std::size_t(like.nx) * std::size_t(like.ny);
@@ -327,7 +331,12 @@ void predict_volume(UNet& model, const VolumeInput& in, const Args& args, Output
     const int z = std::stoi(samples[i].id.substr(samples[i].id.rfind('/') + 1));
     const std::vector<float> mask = binary_mask(resize_map(probabilities[i], size, size, like.ny, like.nx), threshold);
     std::copy(mask.begin(), mask.end(), volume.begin() + std::ptrdiff_t(n * std::size_t(z)));
-    area_z.emplace_back(std::count(mask.begin(), mask.end(), 1.0f), z);
+    area_z.emplace_back(0, z);
+  }
+  apply_postprocess(predictor.postprocess(), volume, like.nz, like.ny, like.nx);
+  for (auto& [area, z] : area_z) {
+    const auto from = volume.begin() + std::ptrdiff_t(n * std::size_t(z));
+    area = std::count(from, from + std::ptrdiff_t(n), 1.0f);
   }
   const std::string mask_path = out.path(in.patient + "_mask.nii.gz");
   io::write_nifti(mask_path, like, volume, true);
@@ -369,7 +378,7 @@ int run_predict(int argc, char** argv) {
                        "input's size. Per volume: <patient>_mask.nii.gz with the scan's geometry and overlays of\n"
                        "the 3 slices with the largest predicted area. A mask beside a slice (<name>_mask.<ext>,\n"
                        "also _seg, _label) or the label volume of a patient folder is shown as the truth.");
-  args.option("checkpoint", "file", "", "the trained model (required)")
+  args.option("checkpoint", "file", "", "the trained model (required); several, comma-separated, or a folder of runs: their ensemble")
       .option("input", "path", "", "slice, image, folder or NIfTI volume (required)")
       .option("truth", "path", "", "truth mask file, folder of masks, or label volume (default: found beside the input)")
       .option("out", "dir", "", "output folder (required)")
@@ -378,6 +387,7 @@ int run_predict(int argc, char** argv) {
       .option("batch", "n", "8", "slices per forward pass")
       .option("device", "name", "auto", "auto (CUDA when a GPU is usable, else CPU), cpu or cuda")
       .option("threads", "n", "0", "CPU threads (0: all cores)");
+  Predictor::add_flags(args);
   add_kernels_flag(args);
   add_input_limit_flag(args);
   if (!args.parse(argc, argv)) return 0;
@@ -397,14 +407,15 @@ int run_predict(int argc, char** argv) {
   apply_kernels_flag(args, "predict");
   apply_input_limit_flag(args, "predict");
   const Device device = resolve_device(args.get("device"));
-  std::unique_ptr<UNet> model = load_model(args, device, "predict");
+  Predictor predictor(args, device, "predict");
+  if (!predictor.description().empty()) std::printf("predicting with %s\n", predictor.description().c_str());
   OutputFolder out(args.get("out"));
   if (!volume_input) {
-    predict_slices(*model, slice_inputs(input, truth), args, out);
+    predict_slices(predictor, slice_inputs(input, truth), args, out);
   } else if (fs::is_directory(input)) {
-    predict_volume(*model, volume_folder(input, truth), args, out);
+    predict_volume(predictor, volume_folder(input, truth), args, out);
   } else {
-    predict_volume(*model, {stem_of(input), input, input, truth}, args, out);
+    predict_volume(predictor, {stem_of(input), input, input, truth}, args, out);
   }
   out.commit();
   return 0;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <stdexcept>
 #include <system_error>
 #include <utility>
@@ -18,29 +19,93 @@ namespace unet::cli {
 
 namespace fs = std::filesystem;
 
-std::unique_ptr<UNet> load_model(Args& args, Device device, const std::string& command) {
-  const std::string checkpoint = args.get("checkpoint");
-  const Checkpoint ck = load_checkpoint(checkpoint);
-  std::unique_ptr<UNet> model = load_unet(ck, checkpoint);
-  if (const auto it = ck.meta.find("data.size"); it != ck.meta.end()) {
-    if (!args.has("size")) args.set_fallback("size", it->second);
-    else if (args.get("size") != it->second)
+std::vector<std::string> checkpoint_files(const std::string& spec) {
+  std::vector<std::string> files;
+  if (spec.find(',') != std::string::npos) {
+    for (std::size_t start = 0; start <= spec.size();) {
+      const std::size_t end = std::min(spec.find(',', start), spec.size());
+      const std::string file = spec.substr(start, end - start);
+      if (file.empty()) throw UsageError("--checkpoint: an empty name in the list '" + spec + "'");
+      files.push_back(file);
+      start = end + 1;
+    }
+    return files;
+  }
+  std::error_code ec;
+  if (!fs::is_directory(spec, ec)) return {spec};  // a missing file is reported by the loader
+  if (fs::is_regular_file(fs::path(spec) / "best.ckpt", ec)) return {(fs::path(spec) / "best.ckpt").string()};
+  for (const fs::directory_entry& e : fs::directory_iterator(spec, ec))
+    if (e.is_directory() && fs::is_regular_file(e.path() / "best.ckpt", ec)) files.push_back((e.path() / "best.ckpt").string());
+  std::sort(files.begin(), files.end());
+  if (files.empty())
+    throw io::FileError(spec, "a folder without best.ckpt, and none of its sub-folders has one (expected a training "
+                              "run folder, or a folder of them such as a cross-validation's)");
+  return files;
+}
+
+void Predictor::add_flags(Args& args) {
+  args.option("tta", "mode", "none",
+              "test-time augmentation: flips (mean of the identity and the horizontal, vertical and both "
+              "flips, 4x the time) or none")
+      .option("postprocess", "rule", "none",
+              "connected components of each patient's mask (3-D over its slices; 2-D for lone slices): "
+              "none, largest (keep the largest) or min:N (remove those under N voxels)");
+}
+
+Predictor::Predictor(Args& args, Device device, const std::string& command) {
+  const std::string tta = args.get("tta");
+  if (tta != "flips" && tta != "none") throw UsageError("unet " + command + ": --tta must be flips or none, got '" + tta + "'");
+  flips_ = tta == "flips";
+  try {
+    postprocess_ = PostProcess::parse(args.get("postprocess"));
+  } catch (const std::invalid_argument& e) {
+    throw UsageError("unet " + command + ": --postprocess: " + e.what());
+  }
+  const std::vector<std::string> files = checkpoint_files(args.get("checkpoint"));
+  std::string trained_size;  // the first model's "data.size", if it records one
+  for (const std::string& file : files) {
+    const Checkpoint ck = load_checkpoint(file);
+    std::unique_ptr<UNet> model = load_unet(ck, file);
+    const auto it = ck.meta.find("data.size");
+    const std::string size = it == ck.meta.end() ? "" : it->second;
+    if (models_.empty()) {
+      trained_size = size;
+    } else {
+      const UNetConfig& a = models_.front()->config();
+      const UNetConfig& b = model->config();
+      if (a.in_channels != b.in_channels || a.depth != b.depth || size != trained_size)
+        throw std::runtime_error(file + ": an ensemble needs models of the same input channels, depth and training "
+                                 "size; this one has " + std::to_string(b.in_channels) + " channels, depth " +
+                                 std::to_string(b.depth) + ", size " + (size.empty() ? "unrecorded" : size) + ", but " +
+                                 files.front() + " has " + std::to_string(a.in_channels) + ", " +
+                                 std::to_string(a.depth) + ", " + (trained_size.empty() ? "unrecorded" : trained_size));
+    }
+    if (model->config().out_channels != 1)
+      throw std::runtime_error(file + ": the model has " + std::to_string(model->config().out_channels) +
+                               " output channels; tumour masks need exactly 1");
+    model->eval();
+    model->to(device);
+    models_.push_back(std::move(model));
+  }
+  if (!trained_size.empty()) {
+    if (!args.has("size")) args.set_fallback("size", trained_size);
+    else if (args.get("size") != trained_size)
       std::fprintf(stderr, "unet %s: --size %s, but %s was trained at %s px: scores and masks may suffer\n",
-                   command.c_str(), args.get("size").c_str(), checkpoint.c_str(), it->second.c_str());
+                   command.c_str(), args.get("size").c_str(), files.front().c_str(), trained_size.c_str());
   }
   const int size = args.get_int("size");
-  const int multiple = 1 << model->config().depth;
+  const int multiple = 1 << model().config().depth;
   if (size <= 0 || size > kMaxImageSize || size % multiple != 0)
     throw UsageError("unet " + command + ": --size must be a multiple of " + std::to_string(multiple) +
-                     " (2^depth of the model in " + checkpoint + ") up to " + std::to_string(kMaxImageSize) +
+                     " (2^depth of the model in " + files.front() + ") up to " + std::to_string(kMaxImageSize) +
                      ", got " + std::to_string(size));
-  if (model->config().out_channels != 1)
-    throw std::runtime_error(checkpoint + ": the model has " +
-                             std::to_string(model->config().out_channels) +
-                             " output channels; tumour masks need exactly 1");
-  model->eval();
-  model->to(device);
-  return model;
+}
+
+std::string Predictor::description() const {
+  const std::size_t n = models_.size();
+  if (n == 1 && !flips_ && postprocess_.kind == PostProcess::Kind::none) return "";
+  return std::to_string(n) + (n == 1 ? " model" : " models") + (flips_ ? " x 4 flips" : "") +
+         (postprocess_.kind == PostProcess::Kind::none ? "" : ", post-processing " + postprocess_.to_string());
 }
 
 DatasetOptions model_data_options(const UNet& model, int size) {
@@ -50,30 +115,121 @@ DatasetOptions model_data_options(const UNet& model, int size) {
   return options;
 }
 
-std::vector<std::vector<float>> predict_probabilities(UNet& model,
-                                                      const std::vector<const Sample*>& samples,
-                                                      int batch) {
-  NoGradGuard no_grad;
+namespace {
+
+// A channels x height x width image mirrored left-right (horizontal) and / or top-bottom
+// (vertical); each flip is its own inverse.
+void flip_planes(const float* in, float* out, int planes, int height, int width, bool horizontal, bool vertical) {
+  for (int c = 0; c < planes; ++c)
+    for (int y = 0; y < height; ++y) {
+      const float* row = in + (std::size_t(c) * std::size_t(height) + std::size_t(vertical ? height - 1 - y : y)) * std::size_t(width);
+      float* to = out + (std::size_t(c) * std::size_t(height) + std::size_t(y)) * std::size_t(width);
+      for (int x = 0; x < width; ++x) to[x] = row[horizontal ? width - 1 - x : x];
+    }
+}
+
+// The model's probabilities of one batch (end - start samples of equal size), flipped and flipped back.
+std::vector<float> batch_probabilities(UNet& model, const std::vector<const Sample*>& samples, std::size_t start,
+                                       std::size_t end, bool horizontal, bool vertical) {
   const int channels = model.config().in_channels;
+  const Sample& first = *samples[start];
+  const std::size_t image = std::size_t(channels) * std::size_t(first.height) * std::size_t(first.width);
+  std::vector<float> input((end - start) * image);
+  for (std::size_t i = start; i < end; ++i) {
+    const Sample& s = *samples[i];
+    if (s.channels != channels || s.height != first.height || s.width != first.width)
+      throw std::logic_error("Predictor: " + s.id + " does not match the batch");
+    flip_planes(s.image.data(), input.data() + (i - start) * image, channels, s.height, s.width, horizontal, vertical);
+  }
+  const Tensor x = Tensor::from_vector({int64_t(end - start), channels, first.height, first.width}, input, model.device());
+  const std::vector<float> p = model.probabilities(x).to_vector();
+  std::vector<float> out(p.size());
+  flip_planes(p.data(), out.data(), int(end - start), first.height, first.width, horizontal, vertical);
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::vector<float>> Predictor::probabilities(const std::vector<const Sample*>& samples, int batch) {
+  NoGradGuard no_grad;
   std::vector<std::vector<float>> out;
+  const float scale = 1.0f / float(models_.size() * (flips_ ? 4 : 1));
   for (std::size_t start = 0; start < samples.size(); start += std::size_t(batch)) {
     const std::size_t end = std::min(samples.size(), start + std::size_t(batch));
-    const Sample& first = *samples[start];
-    std::vector<float> input;
-    for (std::size_t i = start; i < end; ++i) {
-      const Sample& s = *samples[i];
-      if (s.channels != channels || s.height != first.height || s.width != first.width)
-        throw std::logic_error("predict_probabilities: " + s.id + " does not match the batch");
-      input.insert(input.end(), s.image.begin(), s.image.end());
+    std::vector<float> sum;
+    for (const std::unique_ptr<UNet>& model : models_) {
+      std::vector<float> p = batch_probabilities(*model, samples, start, end, false, false);
+      if (flips_) {
+        const std::vector<float> h = batch_probabilities(*model, samples, start, end, true, false);
+        const std::vector<float> v = batch_probabilities(*model, samples, start, end, false, true);
+        const std::vector<float> hv = batch_probabilities(*model, samples, start, end, true, true);
+        for (std::size_t i = 0; i < p.size(); ++i) p[i] = (p[i] + h[i]) + (v[i] + hv[i]);
+      }
+      if (sum.empty()) sum = std::move(p);
+      else for (std::size_t i = 0; i < sum.size(); ++i) sum[i] += p[i];
     }
-    const Tensor x = Tensor::from_vector({int64_t(end - start), channels, first.height, first.width},
-                                         input, model.device());
-    const std::vector<float> p = model.probabilities(x).to_vector();
-    const std::size_t plane = std::size_t(first.height) * std::size_t(first.width);
-    for (std::size_t i = 0; i < end - start; ++i)
-      out.emplace_back(p.begin() + std::ptrdiff_t(i * plane), p.begin() + std::ptrdiff_t((i + 1) * plane));
+    const std::size_t plane = std::size_t(samples[start]->height) * std::size_t(samples[start]->width);
+    for (std::size_t i = 0; i < end - start; ++i) {
+      out.emplace_back(sum.begin() + std::ptrdiff_t(i * plane), sum.begin() + std::ptrdiff_t((i + 1) * plane));
+      for (float& v : out.back()) v *= scale;
+    }
   }
   return out;
+}
+
+namespace {
+
+// The slice number of an id "patient/12", or -1.
+long slice_number(const std::string& id) {
+  const std::size_t slash = id.rfind('/');
+  const std::string tail = slash == std::string::npos ? "" : id.substr(slash + 1);
+  if (tail.empty() || tail.size() > 9 || !std::all_of(tail.begin(), tail.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return -1;
+  return std::stol(tail);
+}
+
+}  // namespace
+
+void postprocess_patients(const PostProcess& p, const std::vector<const Sample*>& samples,
+                          std::vector<std::vector<float>>& masks) {
+  if (p.kind == PostProcess::Kind::none) return;
+  std::map<std::string, std::vector<std::size_t>> patients;
+  for (std::size_t i = 0; i < samples.size(); ++i) patients[samples[i]->patient].push_back(i);
+  for (const auto& [patient, indices] : patients) {
+    const int height = samples[indices.front()]->height, width = samples[indices.front()]->width;
+    const std::size_t plane = std::size_t(height) * std::size_t(width);
+    // Depth position of each slice: its number relative to the smallest, or its rank.
+    std::vector<long> z(indices.size());
+    bool numbered = true;
+    for (std::size_t k = 0; k < indices.size(); ++k) {
+      z[k] = slice_number(samples[indices[k]]->id);
+      numbered = numbered && z[k] >= 0 && samples[indices[k]]->height == height && samples[indices[k]]->width == width;
+    }
+    if (numbered) {
+      std::vector<long> sorted = z;
+      std::sort(sorted.begin(), sorted.end());
+      numbered = std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end();
+    }
+    if (numbered) {
+      const long lo = *std::min_element(z.begin(), z.end()), hi = *std::max_element(z.begin(), z.end());
+      numbered = hi - lo < long(4 * indices.size()) + 16;  // sparse numbers would make a mostly empty volume
+      for (long& v : z) v -= lo;
+    }
+    if (!numbered)
+      for (std::size_t k = 0; k < z.size(); ++k) z[k] = long(k);
+    const long depth = *std::max_element(z.begin(), z.end()) + 1;
+    std::vector<float> volume(std::size_t(depth) * plane, 0.0f);
+    for (std::size_t k = 0; k < indices.size(); ++k) {
+      const std::vector<float>& m = masks[indices[k]];
+      if (m.size() != plane) throw std::logic_error("postprocess_patients: slices of " + patient + " differ in size");
+      std::copy(m.begin(), m.end(), volume.begin() + std::ptrdiff_t(std::size_t(z[k]) * plane));
+    }
+    apply_postprocess(p, volume, int(depth), height, width);
+    for (std::size_t k = 0; k < indices.size(); ++k) {
+      const auto from = volume.begin() + std::ptrdiff_t(std::size_t(z[k]) * plane);
+      std::copy(from, from + std::ptrdiff_t(plane), masks[indices[k]].begin());
+    }
+  }
 }
 
 std::vector<float> binary_mask(const std::vector<float>& probabilities, float threshold) {

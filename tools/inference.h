@@ -12,25 +12,61 @@
 #include "models/unet.h"
 #include "tools/args.h"
 #include "train/dataset.h"
+#include "train/postprocess.h"
 #include "train/sample.h"
 
 namespace unet::cli {
 
-// The model of --checkpoint in eval mode on `device`. --size defaults to the input size the
-// checkpoint was trained at (its "data.size"; 240 for checkpoints that do not record one), and an
-// explicit --size that differs from it is allowed and said. Throws UsageError when the size is not
-// a positive multiple of 2^depth (the model's poolings need it) and std::runtime_error naming the
-// checkpoint when the model has other than one output channel (binary tumour masks).
-std::unique_ptr<UNet> load_model(Args& args, Device device, const std::string& command);
+// What eval and predict run: the model(s) of --checkpoint in eval mode on one device, with
+// test-time flips (--tta) and connected-component post-processing (--postprocess).
+//
+// --checkpoint is one file, several separated by commas (an ensemble), or a folder: its best.ckpt,
+// or else the best.ckpt of each of its sub-folders in name order (the fold runs of a
+// cross-validation). The models must agree on input channels, depth and training size. --size
+// defaults to the size they were trained at (their "data.size"; 240 for checkpoints that do not
+// record one), and an explicit --size that differs is allowed and said.
+class Predictor {
+ public:
+  // Reads --checkpoint, --size, --tta and --postprocess of `args` (see add_flags). Throws
+  // UsageError for a bad flag, std::runtime_error naming the checkpoint when the models
+  // disagree or have other than one output channel (binary tumour masks).
+  Predictor(Args& args, Device device, const std::string& command);
+
+  // --tta and --postprocess, with their help.
+  static void add_flags(Args& args);
+
+  // The first model: channels and depth of them all.
+  UNet& model() { return *models_.front(); }
+  const PostProcess& postprocess() const { return postprocess_; }
+  // "2 models x 4 flips, post-processing largest" for the report; empty for one plain model.
+  std::string description() const;
+
+  // Tumour probabilities (height x width per sample) for samples of the model's channels, in
+  // batches of `batch`, without recording a graph: the mean over models and flips. Each model's
+  // four flips are summed as (identity + horizontal) + (vertical + both), a sum that a flip of
+  // the input only reorders within commutative pairs: a flipped input gives exactly the flipped
+  // probabilities.
+  std::vector<std::vector<float>> probabilities(const std::vector<const Sample*>& samples, int batch);
+
+ private:
+  std::vector<std::unique_ptr<UNet>> models_;
+  bool flips_ = false;
+  PostProcess postprocess_;
+};
 
 // Dataset options that give the model what it was built for: its input channels at `size`.
 DatasetOptions model_data_options(const UNet& model, int size);
 
-// Tumour probabilities (height x width per sample) for samples of the model's channels, in
-// batches of `batch`, without recording a graph.
-std::vector<std::vector<float>> predict_probabilities(UNet& model,
-                                                      const std::vector<const Sample*>& samples,
-                                                      int batch);
+// The checkpoint files that --checkpoint names (see Predictor); throws io::FileError naming the
+// path when there are none.
+std::vector<std::string> checkpoint_files(const std::string& spec);
+
+// Applies `p` to the masks (one per sample, at the samples' size) patient by patient: a patient's
+// slices are stacked in the order of their slice numbers (the number after the last '/' of the
+// id; missing numbers are empty slices, so that only neighbouring slices connect), or in the
+// given order when an id has no number.
+void postprocess_patients(const PostProcess& p, const std::vector<const Sample*>& samples,
+                          std::vector<std::vector<float>>& masks);
 
 // 1 where probability >= threshold, else 0: the one binarisation every output uses (metrics,
 // mask files and overlays), so they always agree.
