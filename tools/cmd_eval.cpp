@@ -174,6 +174,7 @@ std::string summary_json(const Args& args, const std::vector<Row>& images, const
     << ",\n  \"split\": " << (args.get("split").empty() ? "null" : json_string(args.get("split")))
     << ",\n  \"subset\": " << json_string(args.get("split").empty() ? "all" : args.get("subset"))
     << ",\n  \"tta\": " << json_string(args.get("tta")) << ",\n  \"postprocess\": " << json_string(args.get("postprocess"))
+    << ",\n  \"score_at\": " << json_string(args.get("score-at"))
     << ",\n  \"threshold\": " << json_number(args.get_float("threshold")) << ",\n  \"size\": " << args.get_int("size")
     << ",\n  \"device\": " << json_string(device) << ",\n  \"counts\": {\n    \"images\": " << images.size()
     << ",\n    \"patients\": " << patients.size() << ",\n    \"images_with_tumour\": " << o.images_with_tumour
@@ -206,8 +207,9 @@ void print_report(const std::vector<Row>& images, const std::vector<Row>& patien
 }
 
 // Overlays of the `count` images with the most tumour pixels (ties: dataset order).
+// The overlays show the model's input; masks scored at another size are resampled to it.
 void write_overlays(OutputFolder& out, const std::vector<const Sample*>& samples, const std::vector<Row>& images,
-                    const std::vector<std::vector<float>>& masks, int count) {
+                    const std::vector<std::vector<float>>& masks, const std::vector<std::pair<int, int>>& sizes, int count) {
   std::vector<std::size_t> order(samples.size());
   for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
@@ -222,7 +224,11 @@ void write_overlays(OutputFolder& out, const std::vector<const Sample*>& samples
     in.width = s.width;
     in.image = s.image.data();
     in.truth = s.mask.data();
-    in.prediction = masks[i].data();
+    const std::vector<float> shown =
+        sizes[i] == std::pair(s.height, s.width)
+            ? masks[i]
+            : binary_mask(resize_map(masks[i], sizes[i].first, sizes[i].second, s.height, s.width), 0.5f);
+    in.prediction = shown.data();
     in.display_channels = display_channels(s.channels);
     in.scale = overlay_scale(s.height, s.width);
     char header[160];
@@ -236,7 +242,8 @@ void write_overlays(OutputFolder& out, const std::vector<const Sample*>& samples
 
 int run_eval(int argc, char** argv) {
   Args args("eval", "Scores a checkpoint on a labelled dataset: Dice, IoU, precision, recall, specificity, F1,\n"
-                    "pixel accuracy and HD95 per image, per patient (pooled counts) and overall. With --out,\n"
+                    "pixel accuracy and HD95 per image, per patient (pooled counts) and overall, against each\n"
+                    "mask at its stored size (see --score-at). With --out,\n"
                     "writes per_image.csv, per_patient.csv, summary.json and overlays/<id>.png.");
   args.option("checkpoint", "file", "", "the model to score (required); several, comma-separated, or a folder of runs: their ensemble")
       .option("data", "source", "", "labelled dataset: phantom[:N], LGG, BraTS, npy or image folder (required)")
@@ -244,6 +251,9 @@ int run_eval(int argc, char** argv) {
       .option("subset", "name", "val", "val, train or all patients of --split (all without --split)")
       .option("size", "pixels", "240", "input height and width the images are resized to (default: the checkpoint's training size)")
       .option("threshold", "p", "0.5", "probability >= p is tumour")
+      .option("score-at", "size", "native",
+              "native: against each mask at its stored size (probabilities resampled back before thresholding); "
+              "input: at --size, as the model sees them")
       .option("batch", "n", "8", "images per forward pass")
       .option("device", "name", "auto", "auto (CUDA when a GPU is usable, else CPU), cpu or cuda")
       .option("threads", "n", "0", "CPU threads (0: all cores)")
@@ -262,6 +272,8 @@ int run_eval(int argc, char** argv) {
   const std::string subset = args.get("subset");
   if (subset != "val" && subset != "train" && subset != "all")
     throw UsageError("unet eval: --subset must be val, train or all, got '" + subset + "'");
+  if (args.get("score-at") != "native" && args.get("score-at") != "input")
+    throw UsageError("unet eval: --score-at must be native or input, got '" + args.get("score-at") + "'");
   if (args.get("split").empty() && args.has("subset") && subset != "all")
     throw UsageError("unet eval: --subset " + subset + " needs --split FILE");
 
@@ -269,7 +281,10 @@ int run_eval(int argc, char** argv) {
   apply_input_limit_flag(args, "eval");
   const Device device = resolve_device(args.get("device"));
   Predictor predictor(args, device, "eval");
-  const std::vector<Sample> data = load_dataset(args.get("data"), model_data_options(predictor.model(), args.get_int("size")));
+  const bool at_native = args.get("score-at") == "native";
+  DatasetOptions options = model_data_options(predictor.model(), args.get_int("size"));
+  options.keep_native_masks = at_native;
+  const std::vector<Sample> data = load_dataset(args.get("data"), options);
   const std::vector<const Sample*> samples = selected(data, args);
   for (const Sample* s : samples)
     if (!s->has_mask())
@@ -277,17 +292,29 @@ int run_eval(int argc, char** argv) {
 
   if (!predictor.description().empty()) std::printf("predicting with %s\n", predictor.description().c_str());
   const std::vector<std::vector<float>> probabilities = predictor.probabilities(samples, batch);
+  // Masks at the size they are scored at: the truth's own (the probabilities resampled back to it
+  // before thresholding), or the model's input size.
   std::vector<std::vector<float>> masks(samples.size());
-  for (std::size_t i = 0; i < samples.size(); ++i) masks[i] = binary_mask(probabilities[i], threshold);
-  postprocess_patients(predictor.postprocess(), samples, masks);
+  std::vector<std::pair<int, int>> sizes(samples.size());
+  for (std::size_t i = 0; i < samples.size(); ++i) {
+    const Sample& s = *samples[i];
+    const bool native = at_native && !s.native_mask.empty();
+    sizes[i] = native ? std::pair(s.native_height, s.native_width) : std::pair(s.height, s.width);
+    masks[i] = binary_mask(native ? resize_map(probabilities[i], s.height, s.width, sizes[i].first, sizes[i].second)
+                                  : probabilities[i],
+                           threshold);
+  }
+  postprocess_patients(predictor.postprocess(), samples, sizes, masks);
   std::vector<Row> images(samples.size());
 #pragma omp parallel for schedule(dynamic)
   for (std::ptrdiff_t k = 0; k < std::ptrdiff_t(samples.size()); ++k) {  // HD95 is the costly part
     const auto i = std::size_t(k);
     const Sample& s = *samples[i];
+    const float* truth = at_native ? s.truth_at_native_size().data() : s.mask.data();
+    const auto [height, width] = sizes[i];
     Row& r = images[i];
-    r = {s.id, s.patient, 1, confusion(s.mask.data(), masks[i].data(), s.height, s.width), {}, 0};
-    r.s = image_scores(s.mask.data(), masks[i].data(), s.height, s.width);
+    r = {s.id, s.patient, 1, confusion(truth, masks[i].data(), height, width), {}, 0};
+    r.s = image_scores(truth, masks[i].data(), height, width);
     r.hd95_defined = std::isfinite(r.s.hd95);
   }
   const std::vector<Row> patients = per_patient(images);
@@ -299,7 +326,7 @@ int run_eval(int argc, char** argv) {
   write_text(out.path("per_image.csv"), table_csv("id,patient,tumour_pixels,predicted_pixels", images, false));
   write_text(out.path("per_patient.csv"), table_csv("patient,slices,tumour_pixels,predicted_pixels", patients, true));
   write_text(out.path("summary.json"), summary_json(args, images, patients, totals, to_string(device)));
-  write_overlays(out, samples, images, masks, overlays);
+  write_overlays(out, samples, images, masks, sizes, overlays);
   out.commit();
   std::printf("written: %s/{per_image.csv, per_patient.csv, summary.json}, %d overlays in %s/overlays\n",
               args.get("out").c_str(), std::min(overlays, int(samples.size())), args.get("out").c_str());

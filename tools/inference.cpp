@@ -191,39 +191,30 @@ long slice_number(const std::string& id) {
 }  // namespace
 
 void postprocess_patients(const PostProcess& p, const std::vector<const Sample*>& samples,
-                          std::vector<std::vector<float>>& masks) {
+                          const std::vector<std::pair<int, int>>& sizes, std::vector<std::vector<float>>& masks) {
   if (p.kind == PostProcess::Kind::none) return;
   std::map<std::string, std::vector<std::size_t>> patients;
   for (std::size_t i = 0; i < samples.size(); ++i) patients[samples[i]->patient].push_back(i);
   for (const auto& [patient, indices] : patients) {
-    const int height = samples[indices.front()]->height, width = samples[indices.front()]->width;
-    const std::size_t plane = std::size_t(height) * std::size_t(width);
+    const auto [height, width] = sizes[indices.front()];
+    const bool same_size = std::all_of(indices.begin(), indices.end(), [&](std::size_t i) { return sizes[i] == sizes[indices.front()]; });
+    if (!same_size) {
+      for (std::size_t i : indices) apply_postprocess(p, masks[i], 1, sizes[i].first, sizes[i].second);
+      continue;
+    }
     // Depth position of each slice: its number relative to the smallest, or its rank.
     std::vector<long> z(indices.size());
-    bool numbered = true;
-    for (std::size_t k = 0; k < indices.size(); ++k) {
-      z[k] = slice_number(samples[indices[k]]->id);
-      numbered = numbered && z[k] >= 0 && samples[indices[k]]->height == height && samples[indices[k]]->width == width;
-    }
-    if (numbered) {
-      std::vector<long> sorted = z;
-      std::sort(sorted.begin(), sorted.end());
-      numbered = std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end();
-    }
-    if (numbered) {
-      const long lo = *std::min_element(z.begin(), z.end()), hi = *std::max_element(z.begin(), z.end());
-      numbered = hi - lo < long(4 * indices.size()) + 16;  // sparse numbers would make a mostly empty volume
-      for (long& v : z) v -= lo;
-    }
-    if (!numbered)
-      for (std::size_t k = 0; k < z.size(); ++k) z[k] = long(k);
+    for (std::size_t k = 0; k < indices.size(); ++k) z[k] = slice_number(samples[indices[k]]->id);
+    std::vector<long> sorted = z;
+    std::sort(sorted.begin(), sorted.end());
+    const bool numbered = sorted.front() >= 0 && std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end() &&
+                          sorted.back() - sorted.front() < long(4 * indices.size()) + 16;  // not mostly empty
+    for (std::size_t k = 0; k < z.size(); ++k) z[k] = numbered ? z[k] - sorted.front() : long(k);
+    const std::size_t plane = std::size_t(height) * std::size_t(width);
     const long depth = *std::max_element(z.begin(), z.end()) + 1;
     std::vector<float> volume(std::size_t(depth) * plane, 0.0f);
-    for (std::size_t k = 0; k < indices.size(); ++k) {
-      const std::vector<float>& m = masks[indices[k]];
-      if (m.size() != plane) throw std::logic_error("postprocess_patients: slices of " + patient + " differ in size");
-      std::copy(m.begin(), m.end(), volume.begin() + std::ptrdiff_t(std::size_t(z[k]) * plane));
-    }
+    for (std::size_t k = 0; k < indices.size(); ++k)
+      std::copy(masks[indices[k]].begin(), masks[indices[k]].end(), volume.begin() + std::ptrdiff_t(std::size_t(z[k]) * plane));
     apply_postprocess(p, volume, int(depth), height, width);
     for (std::size_t k = 0; k < indices.size(); ++k) {
       const auto from = volume.begin() + std::ptrdiff_t(std::size_t(z[k]) * plane);

@@ -61,12 +61,13 @@ DatasetOptions model_data_options(const UNet& model, int size);
 // path when there are none.
 std::vector<std::string> checkpoint_files(const std::string& spec);
 
-// Applies `p` to the masks (one per sample, at the samples' size) patient by patient: a patient's
-// slices are stacked in the order of their slice numbers (the number after the last '/' of the
-// id; missing numbers are empty slices, so that only neighbouring slices connect), or in the
-// given order when an id has no number.
+// Applies `p` to the masks (one per sample, sizes[i] = {height, width} of mask i) patient by
+// patient: a patient's slices are stacked in the order of their slice numbers (the number after
+// the last '/' of the id; missing numbers are empty slices, so that only neighbouring slices
+// connect), or in the given order when an id has no number. A patient whose slices differ in size
+// is filtered slice by slice in 2-D.
 void postprocess_patients(const PostProcess& p, const std::vector<const Sample*>& samples,
-                          std::vector<std::vector<float>>& masks);
+                          const std::vector<std::pair<int, int>>& sizes, std::vector<std::vector<float>>& masks);
 
 // 1 where probability >= threshold, else 0: the one binarisation every output uses (metrics,
 // mask files and overlays), so they always agree.

@@ -235,9 +235,14 @@ Sample preprocess(Raw raw, const DatasetOptions& options, std::string patient, s
   const bool resize = raw.height != options.size || raw.width != options.size;
   s.image = resize ? resize_bilinear(raw.image, channels, raw.height, raw.width, options.size)
                    : std::move(raw.image);
-  if (!raw.mask.empty())
-    s.mask = resize ? resize_nearest(raw.mask, raw.height, raw.width, options.size)
-                    : std::move(raw.mask);
+  s.native_height = raw.height;
+  s.native_width = raw.width;
+  if (!raw.mask.empty() && resize) {
+    s.mask = resize_nearest(raw.mask, raw.height, raw.width, options.size);
+    if (options.keep_native_masks) s.native_mask = std::move(raw.mask);
+  } else {
+    s.mask = std::move(raw.mask);
+  }
   const std::size_t plane = std::size_t(options.size) * std::size_t(options.size);
   for (int c = 0; c < channels; ++c) normalise_channel(s.image.data() + c * plane, plane);
   s.patient = std::move(patient);

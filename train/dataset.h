@@ -77,6 +77,7 @@ struct DatasetOptions {
   int phantom_patients = 20;  // "phantom:N" overrides
   int phantom_slices = 8;     // slices per phantom patient
   bool require_masks = true;  // false: images without a mask load with an empty mask
+  bool keep_native_masks = false;  // also keep each mask at its stored size (Sample::native_mask)
   // Receives notes on what was found (layout, channel axis, inferred patients, skipped slices,
   // a summary). Empty: printed to std::cerr as "dataset: <note>".
   std::function<void(const std::string&)> report{};

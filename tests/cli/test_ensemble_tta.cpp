@@ -1,10 +1,14 @@
-// Ensembles, test-time flips and post-processing in `unet predict` / `unet eval`: a mirrored
-// input gives the mirrored probabilities, an ensemble gives its models' mean, and bad flags or
-// mismatched models fail with nothing written.
+// Ensembles, test-time flips, post-processing and native-size scoring in `unet predict` /
+// `unet eval`: a mirrored input gives the mirrored probabilities, an ensemble gives its models'
+// mean, bad flags or mismatched models fail with nothing written, and eval counts pixels of the
+// truth as stored.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -150,4 +154,59 @@ TEST_CASE("mismatched ensembles and bad --tta / --postprocess fail and write not
   INFO(r.output);
   CHECK(r.exit_code == 0);
   CHECK_THAT(r.output, Catch::Contains("1 model x 4 flips, post-processing largest"));
+}
+
+TEST_CASE("eval scores against the truth at its stored size, the probabilities resampled back", "[cli][eval][native]") {
+  TempDir dir("unet-native-test");
+  const std::string ckpt = train(dir, "run", 1);  // trained at 32 px
+  // A 64 x 64 slice whose truth has 1-pixel detail that a resize to 32 px cannot keep.
+  fs::create_directories(dir.file("data"));
+  std::vector<float> hwc(64 * 64 * 3);
+  std::vector<uint8_t> truth(64 * 64, 0);
+  for (int y = 0; y < 64; ++y)
+    for (int x = 0; x < 64; ++x) {
+      const bool blob = (x - 24) * (x - 24) + (y - 36) * (y - 36) < 150;
+      for (int c = 0; c < 3; ++c) hwc[std::size_t((y * 64 + x) * 3 + c)] = 1.0f + float(c) + (blob ? 4.0f : 0.0f) + 0.03f * float(x);
+      truth[std::size_t(y * 64 + x)] = uint8_t(blob && (x + y) % 3 != 0);
+    }
+  io::write_npy(dir.file("data/s_1.npy"), {64, 64, 3}, hwc.data());
+  io::write_npy(dir.file("data/s_1_mask.npy"), {64, 64}, truth.data());
+
+  // predict writes the probabilities at the slice's own size; threshold at their median, so that
+  // about half the pixels are predicted whatever the tiny model learnt.
+  Result r = run("predict --device cpu --checkpoint " + ckpt + " --input " + dir.file("data/s_1.npy") + " --out " + dir.file("pred"));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  const io::NpyArray prob = io::read_npy(dir.file("pred/s_1_prob.npy"));
+  REQUIRE(prob.shape == std::vector<int64_t>{64, 64});
+  std::vector<float> sorted = prob.data;
+  std::nth_element(sorted.begin(), sorted.begin() + 2048, sorted.end());
+  const float threshold = sorted[2048];
+  REQUIRE((threshold > 0.0f && threshold < 1.0f));
+  long long tp = 0, fp = 0, fn = 0, tn = 0;
+  for (std::size_t i = 0; i < truth.size(); ++i) {
+    const bool p = prob.data[i] >= threshold, t = truth[i] != 0;
+    tp += p && t, fp += p && !t, fn += !p && t, tn += !p && !t;
+  }
+  const std::string counts = std::to_string(tp) + "," + std::to_string(fp) + "," + std::to_string(fn) + "," + std::to_string(tn) + ",";
+
+  char flag[64];
+  std::snprintf(flag, sizeof flag, " --threshold %.9g", double(threshold));
+  r = run("eval --device cpu --checkpoint " + ckpt + " --data " + dir.file("data") + flag + " --out " + dir.file("native"));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  std::ifstream native(dir.file("native/per_image.csv"));
+  std::string header, row;
+  std::getline(native, header);
+  std::getline(native, row);
+  // id, patient, tumour_pixels, predicted_pixels, then tp, fp, fn, tn: the 64 x 64 counts.
+  CHECK_THAT(row, Catch::Contains("," + std::to_string(tp + fn) + "," + std::to_string(tp + fp) + "," + counts));
+  CHECK(tp + fp + fn + tn == 64 * 64);
+
+  r = run("eval --device cpu --score-at input --checkpoint " + ckpt + " --data " + dir.file("data") + flag + " --out " + dir.file("input"));
+  REQUIRE(r.exit_code == 0);
+  std::ifstream input(dir.file("input/per_image.csv"));
+  std::getline(input, header);
+  std::getline(input, row);
+  CHECK_THAT(row, !Catch::Contains(counts));  // 32 x 32 counts: another answer
 }
