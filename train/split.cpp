@@ -119,10 +119,14 @@ std::optional<Split> folder_split(const std::vector<Sample>& samples) {
 }
 
 Split split_by_patient(const std::vector<Sample>& samples, double val_fraction, uint64_t seed) {
+  return split_patients(sorted_patients(samples), val_fraction, seed);
+}
+
+Split split_patients(std::vector<std::string> patients, double val_fraction, uint64_t seed) {
   if (!(val_fraction >= 0.0 && val_fraction < 1.0))
     throw std::invalid_argument("split: the validation fraction must lie in [0, 1), got " +
                                 std::to_string(val_fraction));
-  std::vector<std::string> patients = sorted_patients(samples);
+  std::sort(patients.begin(), patients.end());
   SplitMix64 rng(derive_seed({seed, 0x73706C6974ull}));  // "split"
   shuffle(patients, rng);
   const auto val_count = std::ptrdiff_t(validation_count(patients.size(), val_fraction));
@@ -132,6 +136,33 @@ Split split_by_patient(const std::vector<Sample>& samples, double val_fraction, 
   std::sort(split.train.begin(), split.train.end());
   std::sort(split.val.begin(), split.val.end());
   return split;
+}
+
+std::vector<std::vector<std::string>> cv_folds(const std::vector<Sample>& samples, int k, uint64_t seed) {
+  std::map<std::string, long long> tumour;
+  for (const Sample& s : samples) {
+    long long& count = tumour[s.patient];
+    for (float v : s.mask) count += v != 0.0f;
+  }
+  if (k < 2 || std::size_t(k) > tumour.size())
+    throw std::invalid_argument("cross-validation needs 2 to " + std::to_string(tumour.size()) +
+                                " folds (one patient each at least), got " + std::to_string(k));
+  std::vector<std::pair<long long, std::string>> by_volume;
+  for (const auto& [patient, count] : tumour) by_volume.emplace_back(-count, patient);
+  std::sort(by_volume.begin(), by_volume.end());  // largest first, ties by id
+  SplitMix64 rng(derive_seed({seed, 0x666F6C6473ull}));  // "folds"
+  std::vector<std::vector<std::string>> folds(static_cast<std::size_t>(k));
+  std::vector<int> order(static_cast<std::size_t>(k));
+  for (std::size_t start = 0; start < by_volume.size(); start += std::size_t(k)) {
+    for (int f = 0; f < k; ++f) order[std::size_t(f)] = f;
+    shuffle(order, rng);
+    // Every full group adds one patient to each fold, so a last, partial group keeps the sizes
+    // within one wherever it goes.
+    const std::size_t count = std::min(std::size_t(k), by_volume.size() - start);
+    for (std::size_t i = 0; i < count; ++i) folds[std::size_t(order[i])].push_back(by_volume[start + i].second);
+  }
+  for (auto& fold : folds) std::sort(fold.begin(), fold.end());
+  return folds;
 }
 
 void write_split(const std::string& path, const Split& split) {

@@ -66,6 +66,17 @@ struct Split {
 Split split_by_patient(const std::vector<Sample>& samples, double val_fraction = 0.2,
                        uint64_t seed = 1);
 
+// split_by_patient for a list of distinct patient ids, in any order (sorted first).
+Split split_patients(std::vector<std::string> patients, double val_fraction, uint64_t seed);
+
+// Cross-validation folds of whole patients: each patient is in exactly one of the k folds, fold
+// sizes differ by at most one, and the folds are balanced by tumour volume: the patients, sorted
+// by their tumour pixel count (largest first, ties by id), are dealt out k at a time, each group
+// of k to the folds in an order drawn from `seed`, so that every fold gets one patient of every
+// volume stratum. Each fold's ids are sorted. Throws std::invalid_argument when k < 2 or there
+// are fewer patients than folds.
+std::vector<std::vector<std::string>> cv_folds(const std::vector<Sample>& samples, int k, uint64_t seed);
+
 // The split a dataset's own folders give (BraTS ships train/ and validation/): every patient's
 // files sit below a folder named train or training, or val or validation (the innermost such
 // folder counts), and both sides have patients. Nothing when any patient is outside them.
