@@ -38,7 +38,7 @@ std::vector<std::string> checkpoint_files(const std::string& spec) {
     if (e.is_directory() && fs::is_regular_file(e.path() / "best.ckpt", ec)) files.push_back((e.path() / "best.ckpt").string());
   std::sort(files.begin(), files.end());
   if (files.empty())
-    throw io::FileError(spec, "a folder without best.ckpt, and none of its sub-folders has one (expected a training "
+    throw io::FileError(spec, "is a folder without best.ckpt, and none of its sub-folders has one (expected a training "
                               "run folder, or a folder of them such as a cross-validation's)");
   return files;
 }
