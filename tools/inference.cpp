@@ -44,41 +44,86 @@ std::vector<std::string> checkpoint_files(const std::string& spec) {
 }
 
 void Predictor::add_flags(Args& args) {
-  args.option("tta", "mode", "none",
+  args.option("tta", "mode", "auto",
               "test-time augmentation: flips (mean of the identity and the horizontal, vertical and both "
-              "flips, 4x the time) or none")
-      .option("postprocess", "rule", "none",
+              "flips, 4x the time), none, or auto: what `unet cv` chose for the --checkpoint folder, else none")
+      .option("postprocess", "rule", "auto",
               "connected components of each patient's mask (3-D over its slices; 2-D for lone slices): "
-              "none, largest (keep the largest) or min:N (remove those under N voxels)");
+              "none, largest (keep the largest), min:N (remove those under N voxels), or auto: what `unet cv` "
+              "chose for the --checkpoint folder, else none");
 }
 
-Predictor::Predictor(Args& args, Device device, const std::string& command) {
-  const std::string tta = args.get("tta");
-  if (tta != "flips" && tta != "none") throw UsageError("unet " + command + ": --tta must be flips or none, got '" + tta + "'");
-  flips_ = tta == "flips";
-  try {
-    postprocess_ = PostProcess::parse(args.get("postprocess"));
-  } catch (const std::invalid_argument& e) {
-    throw UsageError("unet " + command + ": --postprocess: " + e.what());
+std::map<std::string, std::string> read_inference_choices(const std::string& folder) {
+  std::map<std::string, std::string> choices;
+  const std::string path = (fs::path(folder) / kInferenceChoicesFile).string();
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return choices;
+  const std::vector<uint8_t> bytes = io::read_file(path);
+  std::string line;
+  for (std::size_t i = 0; i <= bytes.size(); ++i) {
+    if (i < bytes.size() && bytes[i] != '\n') {
+      line += char(bytes[i]);
+      continue;
+    }
+    if (!line.empty() && line[0] != '#') {
+      const std::size_t eq = line.find('=');
+      if (eq == std::string::npos || (line.substr(0, eq) != "tta" && line.substr(0, eq) != "postprocess"))
+        throw io::FileError(path, "expected lines tta=<mode> and postprocess=<rule>, got '" + line + "'");
+      choices[line.substr(0, eq)] = line.substr(eq + 1);
+    }
+    line.clear();
   }
-  const std::vector<std::string> files = checkpoint_files(args.get("checkpoint"));
-  std::string trained_size;  // the first model's "data.size", if it records one
+  return choices;
+}
+
+namespace {
+
+// --tta or --postprocess: the flag's value, or for "auto" the --checkpoint folder's choice.
+std::string choice_of(const Args& args, const std::string& flag) {
+  const std::string value = args.get(flag);
+  if (value != "auto") return value;
+  std::error_code ec;
+  if (!fs::is_directory(args.get("checkpoint"), ec)) return "none";
+  const auto choices = read_inference_choices(args.get("checkpoint"));
+  const auto it = choices.find(flag);
+  return it == choices.end() ? "none" : it->second;
+}
+
+bool tta_flag(const Args& args, const std::string& command) {
+  const std::string tta = choice_of(args, "tta");
+  if (tta != "flips" && tta != "none")
+    throw UsageError("unet " + command + ": --tta must be flips, none or auto, got '" + tta + "'");
+  return tta == "flips";
+}
+
+PostProcess postprocess_flag(const Args& args, const std::string& command) {
+  try {
+    return PostProcess::parse(choice_of(args, "postprocess"));
+  } catch (const std::invalid_argument& e) {
+    throw UsageError("unet " + command + ": --postprocess: " + e.what() + " (or auto)");
+  }
+}
+
+}  // namespace
+
+Predictor::Predictor(const std::vector<std::string>& files, Device device, bool flips, PostProcess postprocess)
+    : flips_(flips), postprocess_(postprocess) {
   for (const std::string& file : files) {
     const Checkpoint ck = load_checkpoint(file);
     std::unique_ptr<UNet> model = load_unet(ck, file);
     const auto it = ck.meta.find("data.size");
     const std::string size = it == ck.meta.end() ? "" : it->second;
     if (models_.empty()) {
-      trained_size = size;
+      trained_size_ = size;
     } else {
       const UNetConfig& a = models_.front()->config();
       const UNetConfig& b = model->config();
-      if (a.in_channels != b.in_channels || a.depth != b.depth || size != trained_size)
+      if (a.in_channels != b.in_channels || a.depth != b.depth || size != trained_size_)
         throw std::runtime_error(file + ": an ensemble needs models of the same input channels, depth and training "
                                  "size; this one has " + std::to_string(b.in_channels) + " channels, depth " +
                                  std::to_string(b.depth) + ", size " + (size.empty() ? "unrecorded" : size) + ", but " +
                                  files.front() + " has " + std::to_string(a.in_channels) + ", " +
-                                 std::to_string(a.depth) + ", " + (trained_size.empty() ? "unrecorded" : trained_size));
+                                 std::to_string(a.depth) + ", " + (trained_size_.empty() ? "unrecorded" : trained_size_));
     }
     if (model->config().out_channels != 1)
       throw std::runtime_error(file + ": the model has " + std::to_string(model->config().out_channels) +
@@ -87,17 +132,22 @@ Predictor::Predictor(Args& args, Device device, const std::string& command) {
     model->to(device);
     models_.push_back(std::move(model));
   }
-  if (!trained_size.empty()) {
-    if (!args.has("size")) args.set_fallback("size", trained_size);
-    else if (args.get("size") != trained_size)
+}
+
+Predictor::Predictor(Args& args, Device device, const std::string& command)
+    : Predictor(checkpoint_files(args.get("checkpoint")), device, tta_flag(args, command), postprocess_flag(args, command)) {
+  const std::string first = checkpoint_files(args.get("checkpoint")).front();
+  if (!trained_size_.empty()) {
+    if (!args.has("size")) args.set_fallback("size", trained_size_);
+    else if (args.get("size") != trained_size_)
       std::fprintf(stderr, "unet %s: --size %s, but %s was trained at %s px: scores and masks may suffer\n",
-                   command.c_str(), args.get("size").c_str(), files.front().c_str(), trained_size.c_str());
+                   command.c_str(), args.get("size").c_str(), first.c_str(), trained_size_.c_str());
   }
   const int size = args.get_int("size");
   const int multiple = 1 << model().config().depth;
   if (size <= 0 || size > kMaxImageSize || size % multiple != 0)
     throw UsageError("unet " + command + ": --size must be a multiple of " + std::to_string(multiple) +
-                     " (2^depth of the model in " + files.front() + ") up to " + std::to_string(kMaxImageSize) +
+                     " (2^depth of the model in " + first + ") up to " + std::to_string(kMaxImageSize) +
                      ", got " + std::to_string(size));
 }
 

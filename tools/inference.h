@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,6 +32,8 @@ class Predictor {
   // UsageError for a bad flag, std::runtime_error naming the checkpoint when the models
   // disagree or have other than one output channel (binary tumour masks).
   Predictor(Args& args, Device device, const std::string& command);
+  // The models of `files`, without flag handling.
+  Predictor(const std::vector<std::string>& files, Device device, bool flips, PostProcess postprocess);
 
   // --tta and --postprocess, with their help.
   static void add_flags(Args& args);
@@ -52,7 +55,14 @@ class Predictor {
   std::vector<std::unique_ptr<UNet>> models_;
   bool flips_ = false;
   PostProcess postprocess_;
+  std::string trained_size_;  // the models' "data.size"; empty when they do not record one
 };
+
+// The file in a cross-validation folder where `unet cv` records the test-time flips and the
+// post-processing it chose ("tta=flips", "postprocess=largest", one per line), and its reader:
+// empty when the folder has none; io::FileError for a malformed file.
+inline constexpr const char* kInferenceChoicesFile = "inference.txt";
+std::map<std::string, std::string> read_inference_choices(const std::string& folder);
 
 // Dataset options that give the model what it was built for: its input channels at `size`.
 DatasetOptions model_data_options(const UNet& model, int size);

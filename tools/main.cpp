@@ -21,6 +21,8 @@ constexpr Command kCommands[] = {
     {"synth", "write synthetic phantom MRI slices with tumour masks as .npy pairs", unet::cli::run_synth},
     {"train", "train a U-Net (Adam, LR decay on plateau, early stopping, checkpoints)", unet::cli::run_train},
     {"eval", "score a checkpoint on a labelled dataset (per image, patient, overall)", unet::cli::run_eval},
+    {"cv", "k-fold cross-validation by patient: train, predict held-out folds, choose TTA and post-processing",
+     unet::cli::run_cv},
     {"predict", "predict tumour masks for slices, images or NIfTI volumes", unet::cli::run_predict},
     {"profile", "time training steps kernel by kernel; write a Chrome trace", unet::cli::run_profile},
     {"kernels", "list the CPU kernel variants, what each needs, and which one runs", unet::cli::run_kernels},

@@ -454,7 +454,7 @@ void draw_panel(Canvas& canvas, int top, const Columns& columns, const CurvePane
 }  // namespace
 
 void plot_curves(const std::string& path, const std::vector<CurvePanel>& panels,
-                 const std::string& title) {
+                 const std::string& title, const std::string& x_label) {
   if (panels.empty()) throw std::invalid_argument("plot_curves: no panels for " + path);
   for (const CurvePanel& panel : panels) {
     for (const Series& s : panel.series) check_series(s);
@@ -474,7 +474,6 @@ void plot_curves(const std::string& path, const std::vector<CurvePanel>& panels,
     draw_panel(canvas, kCurvesTitleHeight + int(i) * kCurvesPanelHeight, columns, panels[i], x_axis,
                y_axes[i]);
   }
-  const char* x_label = "epoch";
   canvas.text(
       (columns.plot_left + columns.plot_right - Canvas::text_width(x_label, kTextScale)) / 2,
       height - kCurvesFooterHeight, x_label, kInk, kTextScale);

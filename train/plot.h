@@ -92,7 +92,7 @@ inline constexpr std::array<uint32_t, 6> kPlotColours = {0x1f77b4, 0xff7f0e, 0x2
                                                          0xd62728, 0x9467bd, 0x8c564b};
 
 // Figure size: kCurvesWidth wide; the title band, then the panels top to bottom, each
-// kCurvesPanelHeight tall, then the band of the x-axis label "epoch".
+// kCurvesPanelHeight tall, then the band of the x-axis label.
 inline constexpr int kCurvesWidth = 960;
 inline constexpr int kCurvesTitleHeight = 44;
 inline constexpr int kCurvesPanelHeight = 250;
@@ -103,7 +103,7 @@ inline constexpr int kCurvesFooterHeight = 30;
 // std::invalid_argument for no panels or a series whose x and y differ in length, and
 // io::FileError (naming `path`) when the file cannot be written.
 void plot_curves(const std::string& path, const std::vector<CurvePanel>& panels,
-                 const std::string& title);
+                 const std::string& title, const std::string& x_label = "epoch");
 
 // ---------------------------------------------------------------------------------------------
 // Prediction overlays
