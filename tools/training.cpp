@@ -55,7 +55,10 @@ void add_training_flags(Args& args) {
       .option("val-fraction", "f", "0.2", "fraction of (training) patients held out for validation")
       .option("seed", "n", "1", "seed for the split, weights, augmentation and dropout")
       .flag("no-augment", "train without augmentation")
-      .flag("no-restore-best", "keep the last epoch's weights instead of the best");
+      .flag("no-restore-best", "keep the last epoch's weights instead of the best")
+      .option("skip-nonfinite-steps", "n", "0",
+              "skip up to n steps of the run whose loss or gradients are not finite (no update, BatchNorm "
+              "statistics put back) before stopping; 0: stop at the first");
   add_device_flags(args);
   add_input_limit_flag(args);
 }
@@ -80,6 +83,8 @@ TrainingSetup training_setup(const Args& args, const std::string& command) {
   o.augment = !args.has("no-augment");
   o.seed = uint64_t(args.get_int64("seed"));
   o.input_size = args.get_int("size");
+  o.skip_nonfinite_steps = args.get_int("skip-nonfinite-steps");
+  if (o.skip_nonfinite_steps < 0) throw UsageError("unet " + command + ": --skip-nonfinite-steps must be >= 0");
   for (const char* flag : {"data", "size", "batch", "lr", "weight-decay", "loss", "monitor", "lr-factor", "lr-patience",
                            "min-lr", "stop-patience", "min-delta", "val-fraction", "seed"})
     o.settings[flag] = args.get(flag);

@@ -10,7 +10,7 @@ Tensor segmentation_loss(LossKind kind, const Tensor& logits, const Tensor& mask
   return ops::loss(kind, takes_logits ? logits : ops::sigmoid(logits), mask);
 }
 
-Tensor train_step(UNet& model, Adam& adam, LossKind kind, const Tensor& image, const Tensor& mask) {
+Tensor compute_gradients(UNet& model, Adam& adam, LossKind kind, const Tensor& image, const Tensor& mask) {
   Tensor loss;
   {
     ProfileRange range("forward");
@@ -21,6 +21,11 @@ Tensor train_step(UNet& model, Adam& adam, LossKind kind, const Tensor& image, c
     adam.zero_grad();
     loss.backward();
   }
+  return loss;
+}
+
+Tensor train_step(UNet& model, Adam& adam, LossKind kind, const Tensor& image, const Tensor& mask) {
+  const Tensor loss = compute_gradients(model, adam, kind, image, mask);
   {
     ProfileRange range("adam");
     adam.step();

@@ -13,8 +13,12 @@ namespace unet {
 // losses the sigmoid probabilities (the reference model's output).
 Tensor segmentation_loss(LossKind kind, const Tensor& logits, const Tensor& mask);
 
-// Forward, loss, backward and one Adam update, each a named ProfileRange (engine/profiler.h).
-// Returns the loss, still on the model's device (item() waits for it).
+// Forward, loss and backward, each a named ProfileRange (engine/profiler.h): the gradients are
+// left in the parameters for an update. Returns the loss, still on the model's device (item()
+// waits for it).
+Tensor compute_gradients(UNet& model, Adam& adam, LossKind kind, const Tensor& image, const Tensor& mask);
+
+// compute_gradients and one Adam update (ProfileRange "adam").
 Tensor train_step(UNet& model, Adam& adam, LossKind kind, const Tensor& image, const Tensor& mask);
 
 }  // namespace unet

@@ -16,6 +16,7 @@
 #include "engine/checkpoint.h"
 #include "train/health.h"
 #include "engine/ops.h"
+#include "engine/profiler.h"
 #include "train/io/files.h"
 #include "train/loader.h"
 #include "train/metrics.h"
@@ -162,6 +163,7 @@ struct RunState {
   PlateauState plateau, early;
   std::vector<EpochRecord> history;
   std::map<std::string, std::string> settings;  // as last.ckpt recorded them
+  int skipped_steps = 0;  // non-finite steps skipped so far (TrainOptions::skip_nonfinite_steps)
 };
 
 std::string number(double v) {
@@ -181,6 +183,7 @@ void save_last(const std::string& path, UNet& model, const Adam& adam, const Run
   ck.meta["run.adam_steps"] = std::to_string(adam.steps());
   ck.meta["run.dropout_seed"] = std::to_string(model.dropout_stream().seed);
   ck.meta["run.dropout_offset"] = std::to_string(model.dropout_stream().offset);
+  ck.meta["run.skipped_steps"] = std::to_string(s.skipped_steps);
   for (const auto& [name, st] : {std::pair{"plateau", &s.plateau}, std::pair{"early", &s.early}}) {
     ck.meta[std::string("run.") + name + ".best"] = number(st->best);
     ck.meta[std::string("run.") + name + ".wait"] = std::to_string(st->wait);
@@ -229,6 +232,8 @@ RunState load_last(const std::string& path, UNet& model, Adam& adam) {
     st->cooldown_left = std::stoi(meta(std::string("run.") + name + ".cooldown"));
   }
   s.history = parse_csv(meta("run.history"));
+  // Written since skipping non-finite steps exists; older run states skipped none.
+  if (const auto it = ck.meta.find("run.skipped_steps"); it != ck.meta.end()) s.skipped_steps = std::stoi(it->second);
   const std::string prefix = "run.setting.";
   for (const auto& [key, value] : ck.meta)
     if (key.starts_with(prefix)) s.settings[key.substr(prefix.size())] = value;
@@ -341,18 +346,45 @@ TrainResult train_model(UNet& model, const std::vector<Sample>& samples, const s
     Progress progress(o.progress, epoch, o.epochs, loader.batches_per_epoch());
     double loss_sum = 0;
     int batches = 0;
+    const auto diverged = [&](int step, const std::string& bad, const std::string& advice) {
+      const std::string kept = state.epoch > 0 ? "the checkpoints keep epoch " + std::to_string(state.epoch)
+                                               : "no checkpoint was written";
+      return std::runtime_error("training diverged at epoch " + std::to_string(epoch) + ", step " + std::to_string(step) +
+                                ": " + bad + " (the first non-finite value of loss, gradients, parameters, buffers); " +
+                                kept + "; " + advice);
+    };
+    int step = 0;
     while (auto batch = loader.next()) {
+      ++step;
       const auto [image, mask] = to_tensors(*batch, o.device);
-      const Tensor loss = train_step(model, adam, o.loss, image, mask);
-      const double value = loss.item();
-      if (const auto bad = first_non_finite(model, value)) {
-        const std::string kept = state.epoch > 0 ? "the checkpoints keep epoch " + std::to_string(state.epoch)
-                                                 : "no checkpoint was written";
-        throw std::runtime_error("training diverged at epoch " + std::to_string(epoch) + ", step " +
-                                 std::to_string(batches + 1) + ": " + *bad +
-                                 " (the first non-finite value of loss, gradients, parameters, buffers); " + kept +
-                                 "; a lower --lr usually helps");
+      double value = 0;
+      if (o.skip_nonfinite_steps > 0) {
+        // A bad batch's forward pass has already moved the BatchNorm running statistics: keep
+        // them, to put back if its step is skipped.
+        std::vector<std::vector<float>> buffers;
+        for (const auto& [name, b] : model.named_buffers()) buffers.push_back(b.to_vector());
+        value = compute_gradients(model, adam, o.loss, image, mask).item();
+        if (const auto bad = first_non_finite(model, value)) {
+          if (state.skipped_steps >= o.skip_nonfinite_steps)
+            throw diverged(step, *bad, "all " + std::to_string(o.skip_nonfinite_steps) +
+                                           " steps that --skip-nonfinite-steps allows were skipped already");
+          std::size_t i = 0;
+          for (const auto& [name, b] : model.named_buffers()) {
+            Tensor kept = Tensor::from_vector(b.shape(), buffers[i++], b.device());
+            Tensor(b).copy_from(kept);
+          }
+          ++state.skipped_steps;
+          progress.clear();
+          std::printf("skipped step %d of epoch %d: %s (%d of %d allowed by --skip-nonfinite-steps)\n", step, epoch,
+                      bad->c_str(), state.skipped_steps, o.skip_nonfinite_steps);
+          continue;
+        }
+        ProfileRange range("adam");
+        adam.step();
+      } else {
+        value = train_step(model, adam, o.loss, image, mask).item();
       }
+      if (const auto bad = first_non_finite(model, value)) throw diverged(step, *bad, "a lower --lr usually helps");
       loss_sum += value;
       ++batches;
       progress.update(batches, loss_sum / batches);
@@ -371,8 +403,8 @@ TrainResult train_model(UNet& model, const std::vector<Sample>& samples, const s
       if (o.input_size > 0) meta["data.size"] = std::to_string(o.input_size);
       save_unet(best_path, model, meta);
     }
-    state = {epoch, plateau.step(monitored, adam.lr()), result.best_epoch, plateau.state(), early.state(), result.history,
-             o.settings};
+    state = {epoch, plateau.step(monitored, adam.lr()), result.best_epoch, plateau.state(), early.state(),
+             result.history, o.settings, state.skipped_steps};
     const bool reduced = state.lr < adam.lr();
     adam.set_lr(float(state.lr));
     save_last(last_path, model, adam, state, o.settings, o.input_size);

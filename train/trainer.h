@@ -51,6 +51,10 @@ struct TrainOptions {
   bool apply_changes = false;
   int input_size = 0;  // recorded in the checkpoints ("data.size") for eval and predict; 0: unknown
   int stop_after = 0;      // stop (as if interrupted) after this many epochs in this call; 0: never
+  // Up to this many steps of the run whose loss or gradients are not finite are skipped (no
+  // update; the BatchNorm running statistics their forward pass changed are put back) instead of
+  // stopping the run; 0: the first one stops it. Non-finite weights after an update always stop.
+  int skip_nonfinite_steps = 0;
   bool progress = true;    // progress bar on stdout
 };
 

@@ -4,6 +4,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -156,4 +158,31 @@ TEST_CASE("a run killed after its last checkpoint but before its log resumes to 
   UNet b(Fixture::config(), 7);
   train_model(b, f.samples, f.train, f.val, again);
   CHECK(log_without_seconds(log) == complete);
+}
+
+TEST_CASE("skipping non-finite steps stops at its budget, restoring BatchNorm statistics", "[trainer][health]") {
+  Fixture f;
+  // One training slice of NaN: the one step per epoch whose batch holds it has a NaN loss.
+  std::vector<float>& image = f.samples[std::size_t(f.train.front())].image;
+  std::fill(image.begin(), image.end(), NAN);
+  auto error_of = [&](int skips, const std::string& name) -> std::string {
+    UNet model(Fixture::config(), 1);
+    TrainOptions o = f.options(name);
+    o.skip_nonfinite_steps = skips;
+    try {
+      train_model(model, f.samples, f.train, f.val, o);
+    } catch (const std::runtime_error& e) {
+      return e.what();
+    }
+    // The run went through: weights and running statistics stayed finite.
+    for (const auto& [tensor_name, t] : module_state(model, ""))
+      for (float v : t.to_vector()) REQUIRE(std::isfinite(v));
+    return "";
+  };
+  CHECK_THAT(error_of(0, "none"), Catch::Contains("epoch 1") && Catch::Contains("loss = ") && Catch::Contains("nan") &&
+                                      Catch::Contains("no checkpoint was written"));
+  CHECK_THAT(error_of(2, "two"), Catch::Contains("epoch 3") && Catch::Contains("all 2 steps") &&
+                                     Catch::Contains("the checkpoints keep epoch 2"));
+  CHECK(error_of(3, "three").empty());
+  CHECK(load_checkpoint((f.root / "three" / "last.ckpt").string()).meta.at("run.skipped_steps") == "3");
 }
