@@ -13,7 +13,7 @@
 #include "kernels/cpu/concat.h"
 #include "kernels/cpu/conv.h"
 #include "kernels/cpu/conv_direct.h"
-#include "kernels/cpu/conv_transpose_polyphase.h"
+#include "kernels/cpu/conv_transpose_fused.h"
 #include "kernels/cpu/conv_winograd.h"
 #include "kernels/cpu/dropout.h"
 #include "kernels/cpu/dropout_avx512.h"
@@ -51,16 +51,28 @@ bool winograd_avx512_preferred(const KernelCall& c) { return std::min(c.conv.c_i
 bool winograd_avx2_preferred(const KernelCall& c) {
   return winograd_avx512_preferred(c) && std::max(c.conv.c_in, c.conv.c_out) >= 32;
 }
-bool polyphase_handles(const KernelCall& c) { return polyphase::supports(c.conv_t); }
-// Where the rule picks the polyphase transposed convolutions (bench_kernels, U-Net at batch 6,
-// median of 3, docs/BENCHMARKS.md): the AVX-512 forward on the input planes of 60x60 and up,
-// where it beats the GEMM by 1.2x. Everywhere else, and in both backward directions, one GEMM
-// beats the four small direct convolutions, each of which copies its input into a padded buffer
-// and packs its weights, and whose 2x2 / 2x1 / 1x2 sub-kernels miss the compiled 3x3 fast path.
+// A variant the rule never picks, there to be forced and studied (`unet kernels`: "forced").
 bool never(const KernelCall&) { return false; }
-bool polyphase_forward_preferred(const KernelCall& c) {
-  return std::size_t(c.conv_t.h_in) * std::size_t(c.conv_t.w_in) >= 60 * 60;
+bool fused_handles(const KernelCall& c) { return fused::supports(c.conv_t); }
+// Where the rule picks the fused transposed convolutions (bench_kernels, the model's four
+// up-convolutions at batch 6, single-thread CPU time, three runs on a shared 2-core Zen 4,
+// docs/KERNELS.md). AVX-512, over im2col_gemm: forward 1.2-1.65x, backward-data 1.1-2.6x,
+// backward-filter 1.05-1.9x from 30x30 and a tie on 15x15 (0.92-1.15x), so all three everywhere;
+// they also beat the old polyphase variants. AVX2, with half the lanes per broadcast weight, wins
+// only on the larger planes: forward 1.15-1.3x on 120x120 (0.66-0.95x below), backward-data
+// 1.05-1.9x and backward-filter 1.2-1.6x from 60x60 (0.86-1.0x and 0.67-1.1x below).
+bool input_plane_at_least(const KernelCall& c, int side) {
+  return std::size_t(c.conv_t.h_in) * std::size_t(c.conv_t.w_in) >= std::size_t(side) * std::size_t(side);
 }
+bool fused_avx2_forward_preferred(const KernelCall& c) { return input_plane_at_least(c, 120); }
+bool fused_avx2_backward_preferred(const KernelCall& c) { return input_plane_at_least(c, 60); }
+// Where the rule picks the Winograd weight gradient over the direct one (single-thread CPU time,
+// min of 5, the model's 3x3 shapes at batch 6 and 1, docs/KERNELS.md): both instruction sets
+// win from 16 channels on both sides, 0.95-1.35x (typically 1.1x) at 16 -> 16 and 32 -> 16 on
+// 240x240, 1.05-1.6x at 16 -> 32 and 1.25-2.5x from 32 x 32 on (and beat im2col_gemm 1.7-2x on
+// the 30x30 and 15x15 planes that the AVX2 direct kernel leaves to it); they lose 3x on the
+// 3-channel image layer, whose input channels pad to a whole vector.
+bool winograd_filter_preferred(const KernelCall& c) { return std::min(c.conv.c_in, c.conv.c_out) >= 16; }
 
 void memcpy_bytes(void* dst, const void* src, std::size_t bytes) {
   if (bytes) std::memcpy(dst, src, bytes);
@@ -142,6 +154,14 @@ std::vector<Variant> make_table() {
                                      direct::conv2d_backward_data_avx2, stride_one, not_1x1),
       entry<K::conv2d_backward_data>("im2col_gemm", kAny, true, "Eigen GEMM W^T dY + col2im",
                                      conv2d_backward_data<float>),
+      entry<K::conv2d_backward_filter>("winograd_avx512", Isa::Avx512, false,
+                                       "Winograd F(2x2,3x3) weight gradient, AVX-512, 3x3 stride 1",
+                                       winograd::conv2d_backward_filter_avx512, winograd_handles,
+                                       winograd_filter_preferred),
+      entry<K::conv2d_backward_filter>("winograd_avx2", Isa::Avx2, false,
+                                       "Winograd F(2x2,3x3) weight gradient, AVX2+FMA, 3x3 stride 1",
+                                       winograd::conv2d_backward_filter_avx2, winograd_handles,
+                                       winograd_filter_preferred),
       entry<K::conv2d_backward_filter>("direct_avx512", Isa::Avx512, false,
                                        "pixel-vectorised weight gradient, AVX-512, stride 1",
                                        direct::conv2d_backward_filter_avx512, stride_one, not_1x1),
@@ -150,34 +170,31 @@ std::vector<Variant> make_table() {
                                        direct::conv2d_backward_filter_avx2, stride_one, large_plane_not_1x1),
       entry<K::conv2d_backward_filter>("im2col_gemm", kAny, true, "im2col bands + Eigen GEMM dY col^T",
                                        conv2d_backward_filter<float>),
-      entry<K::conv_transpose2d_forward>("polyphase_avx512", Isa::Avx512, false,
-                                         "stride^2 stride-1 direct convs (AVX-512), interleaved",
-                                         polyphase::conv_transpose2d_forward_avx512, polyphase_handles,
-                                         polyphase_forward_preferred),
-      entry<K::conv_transpose2d_forward>("polyphase_avx2", Isa::Avx2, false,
-                                         "stride^2 stride-1 direct convs (AVX2+FMA), interleaved",
-                                         polyphase::conv_transpose2d_forward_avx2, polyphase_handles,
-                                         never),
+      entry<K::conv_transpose2d_forward>("fused_avx512", Isa::Avx512, false,
+                                         "3x3 stride 2: all 4 phases in one pass, 9 taps (AVX-512)",
+                                         fused::conv_transpose2d_forward_avx512, fused_handles),
+      entry<K::conv_transpose2d_forward>("fused_avx2", Isa::Avx2, false,
+                                         "3x3 stride 2: all 4 phases in one pass, 9 taps (AVX2+FMA)",
+                                         fused::conv_transpose2d_forward_avx2, fused_handles,
+                                         fused_avx2_forward_preferred),
       entry<K::conv_transpose2d_forward>("im2col_gemm", kAny, true, "the adjoint of conv2d: GEMM + col2im",
                                          conv_transpose2d_forward<float>),
-      entry<K::conv_transpose2d_backward_data>("polyphase_avx512", Isa::Avx512, false,
-                                               "dy split by stride phase, summed direct backward-data, AVX-512",
-                                               polyphase::conv_transpose2d_backward_data_avx512, polyphase_handles,
-                                               never),
-      entry<K::conv_transpose2d_backward_data>("polyphase_avx2", Isa::Avx2, false,
-                                               "dy split by stride phase, summed direct backward-data, AVX2+FMA",
-                                               polyphase::conv_transpose2d_backward_data_avx2, polyphase_handles,
-                                               never),
+      entry<K::conv_transpose2d_backward_data>("fused_avx512", Isa::Avx512, false,
+                                               "3x3 stride 2: dy split into even/odd columns, 9 taps (AVX-512)",
+                                               fused::conv_transpose2d_backward_data_avx512, fused_handles),
+      entry<K::conv_transpose2d_backward_data>("fused_avx2", Isa::Avx2, false,
+                                               "3x3 stride 2: dy split into even/odd columns, 9 taps (AVX2+FMA)",
+                                               fused::conv_transpose2d_backward_data_avx2, fused_handles,
+                                               fused_avx2_backward_preferred),
       entry<K::conv_transpose2d_backward_data>("im2col_gemm", kAny, true, "conv2d forward via im2col + GEMM",
                                                conv_transpose2d_backward_data<float>),
-      entry<K::conv_transpose2d_backward_filter>("polyphase_avx512", Isa::Avx512, false,
-                                                 "dy split by stride phase, direct weight gradients, AVX-512",
-                                                 polyphase::conv_transpose2d_backward_filter_avx512,
-                                                 polyphase_handles, never),
-      entry<K::conv_transpose2d_backward_filter>("polyphase_avx2", Isa::Avx2, false,
-                                                 "dy split by stride phase, direct weight gradients, AVX2+FMA",
-                                                 polyphase::conv_transpose2d_backward_filter_avx2,
-                                                 polyphase_handles, never),
+      entry<K::conv_transpose2d_backward_filter>("fused_avx512", Isa::Avx512, false,
+                                                 "3x3 stride 2: pixel-vectorised over dy phase planes (AVX-512)",
+                                                 fused::conv_transpose2d_backward_filter_avx512, fused_handles),
+      entry<K::conv_transpose2d_backward_filter>("fused_avx2", Isa::Avx2, false,
+                                                 "3x3 stride 2: pixel-vectorised over dy phase planes (AVX2+FMA)",
+                                                 fused::conv_transpose2d_backward_filter_avx2, fused_handles,
+                                                 fused_avx2_backward_preferred),
       entry<K::conv_transpose2d_backward_filter>("im2col_gemm", kAny, true, "im2col + GEMM",
                                                  conv_transpose2d_backward_filter<float>),
 

@@ -1,9 +1,10 @@
-// The polyphase transposed convolutions (kernels/cpu/conv_transpose_polyphase.h), all three
-// directions on both instruction sets' direct kernels, against the double-precision scatter loops
-// of tests/support (written from the definition, not via conv2d); plus bitwise thread-count
-// independence. Shapes cover every way a phase can differ: kernels 1 to 5 with strides 1 to 3
-// (sub-kernels of different sizes, phases that receive no tap), 'same' and 'valid', odd sizes,
-// explicit padding larger than the kernel, and outputs cropped to fewer rows than the stride.
+// The fused polyphase transposed convolutions (kernels/cpu/conv_transpose_fused.h), all three
+// directions on both instruction sets, against the double-precision scatter loops of
+// tests/support (written from the definition, not via conv2d); plus bitwise thread-count
+// independence. They compute 3x3 stride-2 'same' only; the shapes cover the edges of their
+// tiles: one pixel, widths just under, at and over a vector of 8 and 16 lanes and two of them,
+// channel counts that leave partial register blocks (forward 4 / 3 output channels, backward-data
+// 16 / 8 input channels, backward-filter blocks of 16 x 8), several chunks and bands.
 #include <omp.h>
 
 #include <algorithm>
@@ -12,7 +13,7 @@
 #include <limits>
 #include <vector>
 
-#include "kernels/cpu/conv_transpose_polyphase.h"
+#include "kernels/cpu/conv_transpose_fused.h"
 #include "kernels/cpu/isa.h"
 #include "tests/support/conv_reference.h"
 #include "tests/support/isa_kernels.h"
@@ -21,7 +22,7 @@
 namespace {
 
 using unet::cpu::Isa;
-using unet::cpu::polyphase::ConvTranspose2dShape;
+using unet::cpu::fused::ConvTranspose2dShape;
 using unet::kernels::conv_transpose2d_shape;
 using unet::kernels::Padding;
 using unet::test::describe;
@@ -41,12 +42,12 @@ struct Kernels {
   void (*backward_filter)(const ConvTranspose2dShape&, const float*, const float*, float*, float*);
 };
 
-const Kernels kAvx2{Isa::Avx2, unet::cpu::polyphase::conv_transpose2d_forward_avx2,
-                    unet::cpu::polyphase::conv_transpose2d_backward_data_avx2,
-                    unet::cpu::polyphase::conv_transpose2d_backward_filter_avx2};
-const Kernels kAvx512{Isa::Avx512, unet::cpu::polyphase::conv_transpose2d_forward_avx512,
-                      unet::cpu::polyphase::conv_transpose2d_backward_data_avx512,
-                      unet::cpu::polyphase::conv_transpose2d_backward_filter_avx512};
+const Kernels kAvx2{Isa::Avx2, unet::cpu::fused::conv_transpose2d_forward_avx2,
+                    unet::cpu::fused::conv_transpose2d_backward_data_avx2,
+                    unet::cpu::fused::conv_transpose2d_backward_filter_avx2};
+const Kernels kAvx512{Isa::Avx512, unet::cpu::fused::conv_transpose2d_forward_avx512,
+                      unet::cpu::fused::conv_transpose2d_backward_data_avx512,
+                      unet::cpu::fused::conv_transpose2d_backward_filter_avx512};
 
 std::vector<Kernels> available_kernels() { return unet::test::runnable({kAvx2, kAvx512}); }
 
@@ -63,7 +64,7 @@ std::vector<double> bias_grad(const ConvTranspose2dShape& s, const std::vector<d
 // start as NaN, so an element left unwritten fails.
 void check_all(const ConvTranspose2dShape& s, uint32_t seed) {
   INFO(describe(s));
-  REQUIRE(unet::cpu::polyphase::supports(s));
+  REQUIRE(unet::cpu::fused::supports(s));
   const auto x = random_vector(s.x_size(), seed);
   const auto w = random_vector(s.w_size(), seed + 1);
   const auto b = random_vector(std::size_t(s.c_out), seed + 2);
@@ -96,44 +97,37 @@ void check_all(const ConvTranspose2dShape& s, uint32_t seed) {
 
 }  // namespace
 
-TEST_CASE("polyphase conv_transpose: the U-Net's 3x3 stride 2 'same', odd sizes", "[conv_transpose_polyphase]") {
+TEST_CASE("fused conv_transpose: 3x3 stride 2 'same', odd sizes and tile edges", "[conv_transpose_fused]") {
   check_all(conv_transpose2d_shape(2, 3, 5, 7, 4, 3, 2, Padding::Same), 1);
   check_all(conv_transpose2d_shape(1, 5, 4, 4, 3, 3, 2, Padding::Same), 2);
   check_all(conv_transpose2d_shape(1, 1, 1, 1, 1, 3, 2, Padding::Same), 3);  // one pixel
   check_all(conv_transpose2d_shape(2, 9, 15, 15, 17, 3, 2, Padding::Same), 4);
-}
-
-TEST_CASE("polyphase conv_transpose: kernels 1 to 5, strides 1 to 3, same and valid", "[conv_transpose_polyphase]") {
   uint32_t seed = 100;
-  for (int stride : {1, 2, 3})
-    for (int k : {1, 2, 3, 4, 5})
-      for (Padding padding : {Padding::Same, Padding::Valid})
-        for (int n : {1, 2}) {
-          check_all(conv_transpose2d_shape(n, 3, 5 + n, 4 + k, 2 + n, k, stride, padding), seed);
-          seed += 10;
-        }
+  for (int w : {7, 8, 9, 16, 17, 31, 33})
+    for (int c : {1, 5, 19}) {
+      check_all(conv_transpose2d_shape(2, c, 3 + c % 4, w, 21 - c, 3, 2, Padding::Same), seed);
+      seed += 10;
+    }
+  check_all(conv_transpose2d_shape(3, 20, 40, 37, 11, 3, 2, Padding::Same), 200);  // several chunks
+  // Several bands of scratch rows: forward (64 input channels), backward-data (64 output channels).
+  check_all(conv_transpose2d_shape(1, 64, 40, 60, 5, 3, 2, Padding::Same), 210);
+  check_all(conv_transpose2d_shape(1, 5, 40, 60, 64, 3, 2, Padding::Same), 220);
 }
 
-TEST_CASE("polyphase conv_transpose: explicit padding, cropped and tiny outputs", "[conv_transpose_polyphase]") {
-  // {n, c_in, h_in, w_in, c_out, kh, kw, stride, pad_top, pad_left, h_out, w_out}
-  // More padding than kernel (class convs start before x), kh != kw, output shorter than 'valid'.
-  check_all(ConvTranspose2dShape{2, 3, 6, 5, 4, 3, 2, 2, 3, 2, 7, 6}, 300);
-  check_all(ConvTranspose2dShape{1, 2, 5, 7, 3, 4, 5, 3, 4, 1, 9, 14}, 310);
-  // Output larger than 'valid' (rows no tap reaches: bias only), and outputs of 1 and 2 rows,
-  // fewer than the stride's phases.
-  check_all(ConvTranspose2dShape{1, 2, 3, 4, 2, 3, 3, 2, 0, 1, 9, 11}, 320);
-  check_all(ConvTranspose2dShape{2, 2, 3, 3, 3, 3, 3, 3, 1, 0, 1, 2}, 330);
-  // Kernel smaller than the stride with padding: every phase but one is bias only.
-  check_all(ConvTranspose2dShape{1, 3, 4, 5, 2, 1, 2, 3, 2, 1, 12, 15}, 340);
+TEST_CASE("fused conv_transpose: shapes other than 3x3 stride 2 'same' are not handled", "[conv_transpose_fused]") {
+  CHECK_FALSE(unet::cpu::fused::supports(conv_transpose2d_shape(1, 2, 5, 5, 2, 3, 2, Padding::Valid)));
+  CHECK_FALSE(unet::cpu::fused::supports(conv_transpose2d_shape(1, 2, 5, 5, 2, 2, 2, Padding::Same)));
+  CHECK_FALSE(unet::cpu::fused::supports(conv_transpose2d_shape(1, 2, 5, 5, 2, 3, 1, Padding::Same)));
+  CHECK_FALSE(unet::cpu::fused::supports(ConvTranspose2dShape{1, 2, 5, 5, 2, 3, 3, 2, 1, 1, 10, 10}));
 }
 
-TEST_CASE("polyphase conv_transpose: results are bitwise identical for 1 and 2 threads", "[conv_transpose_polyphase]") {
+TEST_CASE("fused conv_transpose: results are bitwise identical for 1 and 2 threads", "[conv_transpose_fused]") {
   const auto same_bits = [](const std::vector<float>& a, const std::vector<float>& c) {
     return a.size() == c.size() && std::memcmp(a.data(), c.data(), a.size() * sizeof(float)) == 0;
   };
   const int saved = omp_get_max_threads();
   for (const auto& s : {conv_transpose2d_shape(3, 16, 15, 15, 24, 3, 2, Padding::Same),
-                        conv_transpose2d_shape(2, 5, 7, 9, 6, 4, 3, Padding::Valid)}) {
+                        conv_transpose2d_shape(2, 5, 40, 37, 6, 3, 2, Padding::Same)}) {
     INFO(describe(s));
     const auto x = random_vector<float>(s.x_size(), 400);
     const auto w = random_vector<float>(s.w_size(), 401);
