@@ -66,13 +66,15 @@ bool input_plane_at_least(const KernelCall& c, int side) {
 }
 bool fused_avx2_forward_preferred(const KernelCall& c) { return input_plane_at_least(c, 120); }
 bool fused_avx2_backward_preferred(const KernelCall& c) { return input_plane_at_least(c, 60); }
-// Where the rule picks the Winograd weight gradient over the direct one (single-thread CPU time,
-// min of 5, the model's 3x3 shapes at batch 6 and 1, docs/KERNELS.md): both instruction sets
-// win from 16 channels on both sides, 0.95-1.35x (typically 1.1x) at 16 -> 16 and 32 -> 16 on
-// 240x240, 1.05-1.6x at 16 -> 32 and 1.25-2.5x from 32 x 32 on (and beat im2col_gemm 1.7-2x on
-// the 30x30 and 15x15 planes that the AVX2 direct kernel leaves to it); they lose 3x on the
-// 3-channel image layer, whose input channels pad to a whole vector.
-bool winograd_filter_preferred(const KernelCall& c) { return std::min(c.conv.c_in, c.conv.c_out) >= 16; }
+// Where the rule picks the Winograd weight gradient over the direct one (bench_kernels, 2 threads,
+// the model's 3x3 shapes at batch 6, three runs side by side, docs/BENCHMARKS.md "Round 3"; the
+// single-thread CPU times of docs/KERNELS.md favour it more, but its transforms stream through
+// memory and scale worse to two threads). AVX-512: from 32 channels on both sides, 1.05-2x (up to
+// 2.4x on the deep layers); with 16 on one side (16 -> 16 and 32 -> 16 on 240x240, 16 -> 32 on
+// 120x120) it ties or loses to 0.8x. AVX2: from 64 on both sides, 1.3-1.7x over direct_avx2 and
+// im2col_gemm; at 32 channels it loses to 0.7-0.9x. Neither wins on the 3-channel image layer.
+bool winograd_filter_avx512_preferred(const KernelCall& c) { return std::min(c.conv.c_in, c.conv.c_out) >= 32; }
+bool winograd_filter_avx2_preferred(const KernelCall& c) { return std::min(c.conv.c_in, c.conv.c_out) >= 64; }
 
 void memcpy_bytes(void* dst, const void* src, std::size_t bytes) {
   if (bytes) std::memcpy(dst, src, bytes);
@@ -157,11 +159,11 @@ std::vector<Variant> make_table() {
       entry<K::conv2d_backward_filter>("winograd_avx512", Isa::Avx512, false,
                                        "Winograd F(2x2,3x3) weight gradient, AVX-512, 3x3 stride 1",
                                        winograd::conv2d_backward_filter_avx512, winograd_handles,
-                                       winograd_filter_preferred),
+                                       winograd_filter_avx512_preferred),
       entry<K::conv2d_backward_filter>("winograd_avx2", Isa::Avx2, false,
                                        "Winograd F(2x2,3x3) weight gradient, AVX2+FMA, 3x3 stride 1",
                                        winograd::conv2d_backward_filter_avx2, winograd_handles,
-                                       winograd_filter_preferred),
+                                       winograd_filter_avx2_preferred),
       entry<K::conv2d_backward_filter>("direct_avx512", Isa::Avx512, false,
                                        "pixel-vectorised weight gradient, AVX-512, stride 1",
                                        direct::conv2d_backward_filter_avx512, stride_one, not_1x1),
