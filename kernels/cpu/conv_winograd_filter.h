@@ -307,8 +307,8 @@ void transform_dy(const Conv2dShape& s, const Plan& p, const float* dy_plane, in
     for (int tj = 0; tj < p.tiles_w; tj += V::kLanes) {
       const int n = std::min(V::kLanes, p.tiles_w - tj);
       Reg a0, a1, b0, b1;  // the tile's rows 0 and 1, columns 0 and 1, one tile a lane
-      Pairs<V>::split(rows2 + 2 * tj, a0, a1);
-      Pairs<V>::split(second + 2 * tj, b0, b1);
+      EvenOdd<V>::split(rows2 + 2 * tj, a0, a1);
+      EvenOdd<V>::split(second + 2 * tj, b0, b1);
       const Reg zero = V::zero();
       // A dY: rows dY0, dY0 + dY1, dY0 - dY1, -dY1; then each row (u, w) times A^T.
       const Reg q[4][2] = {{a0, a1}, {V::add(a0, b0), V::add(a1, b1)}, {V::sub(a0, b0), V::sub(a1, b1)},

@@ -35,6 +35,7 @@
 #include <memory>
 
 #include "kernels/cpu/simd.h"
+#include "kernels/cpu/simd_even_odd.h"
 #include "kernels/shapes.h"
 
 namespace unet::cpu::winograd {
@@ -43,63 +44,6 @@ using kernels::Conv2dShape;
 
 // Every function here that could compile to vector code is a template on V, for the reason given
 // in conv_direct_forward.h: the AVX-512 and AVX2 objects must share no out-of-line code.
-
-// Splitting a row into its even and odd columns, and merging two vectors back, in registers.
-template <typename V>
-struct Pairs;
-
-#if defined(__AVX2__) && defined(__FMA__)
-template <>
-struct Pairs<simd::Avx2> {
-  using V = simd::Avx2;
-  // even = p[0], p[2], .. p[14]; odd = p[1], p[3], .. p[15].
-  static void split(const float* p, __m256& even, __m256& odd) {
-    const __m256 a = V::load(p), b = V::load(p + 8);
-    // shuffle_ps works within 128-bit halves; permute4x64 then puts the 64-bit pairs in order.
-    even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
-    odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
-  }
-  // out = even[0], odd[0], even[1], odd[1], ...: the first `count` floats (up to 16) are stored.
-  static void merge_store(float* out, __m256 even, __m256 odd, int count) {
-    const __m256 lo = _mm256_unpacklo_ps(even, odd), hi = _mm256_unpackhi_ps(even, odd);
-    store_two(out, _mm256_permute2f128_ps(lo, hi, 0x20), _mm256_permute2f128_ps(lo, hi, 0x31), count);
-  }
-  static void store_two(float* out, __m256 first, __m256 second, int count) {
-    if (count >= 16) {
-      V::store(out, first);
-      V::store(out + 8, second);
-      return;
-    }
-    V::store(out, first, V::first(std::min(count, 8)));
-    if (count > 8) V::store(out + 8, second, V::first(count - 8));
-  }
-};
-#endif
-
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-template <>
-struct Pairs<simd::Avx512> {
-  using V = simd::Avx512;
-  static void split(const float* p, __m512& even, __m512& odd) {
-    const __m512 a = V::load(p), b = V::load(p + 16);
-    const __m512i even_index = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    even = _mm512_permutex2var_ps(a, even_index, b);
-    odd = _mm512_permutex2var_ps(a, _mm512_add_epi32(even_index, _mm512_set1_epi32(1)), b);
-  }
-  static void merge_store(float* out, __m512 even, __m512 odd, int count) {
-    const __m512i lo_index = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    const __m512 lo = _mm512_permutex2var_ps(even, lo_index, odd);
-    const __m512 hi = _mm512_permutex2var_ps(even, _mm512_add_epi32(lo_index, _mm512_set1_epi32(8)), odd);
-    if (count >= 32) {
-      V::store(out, lo);
-      V::store(out + 16, hi);
-      return;
-    }
-    V::store(out, lo, V::first(std::min(count, 16)));
-    if (count > 16) V::store(out + 16, hi, V::first(count - 16));
-  }
-};
-#endif
 
 // The multiply's register tile: kChannels output channels x kVectors vectors of tiles, as the
 // direct forward kernel's (AVX-512 8 x 3: 24 accumulators + 3 loads + 1 broadcast of 32
@@ -246,8 +190,8 @@ void fill_rows(const Conv2dShape& s, const Plan& p, const float* x_channel, int 
 template <typename V>
 void transform_row(const float* row, typename V::Reg h[4]) {
   typename V::Reg d0, d1, d2, d3;
-  Pairs<V>::split(row, d0, d1);
-  Pairs<V>::split(row + 2, d2, d3);
+  EvenOdd<V>::split(row, d0, d1);
+  EvenOdd<V>::split(row + 2, d2, d3);
   h[0] = V::sub(d0, d2);
   h[1] = V::add(d1, d2);
   h[2] = V::sub(d2, d1);
@@ -351,8 +295,8 @@ void transform_output(const Conv2dShape& s, const Plan& p, const float* m, int c
       const int oh = 2 * (row0 + tr), ow = 2 * tj;
       const int columns = std::min(2 * n, s.w_out - ow);
       float* out = y_block + c * y_plane + std::size_t(oh) * s.w_out + ow;
-      Pairs<V>::merge_store(out, y[0][0], y[0][1], columns);
-      if (oh + 1 < s.h_out) Pairs<V>::merge_store(out + s.w_out, y[1][0], y[1][1], columns);
+      EvenOdd<V>::merge_store(out, y[0][0], y[0][1], columns);
+      if (oh + 1 < s.h_out) EvenOdd<V>::merge_store(out + s.w_out, y[1][0], y[1][1], columns);
       t += n;
     }
   }
