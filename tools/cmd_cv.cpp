@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -64,11 +65,12 @@ struct Candidate {
   double dice_mean = 0;
 };
 
-std::string fold_of(const Folds& folds, const std::string& patient) {
+// Patient -> its fold, numbered from 1 as the folders are.
+std::map<std::string, int> fold_numbers(const Folds& folds) {
+  std::map<std::string, int> number;
   for (std::size_t f = 0; f < folds.size(); ++f)
-    for (const std::string& id : folds[f])
-      if (id == patient) return std::to_string(f + 1);
-  return "?";
+    for (const std::string& id : folds[f]) number[id] = int(f) + 1;
+  return number;
 }
 
 // Percentile of sorted values, linear between ranks (numpy's default).
@@ -82,6 +84,7 @@ double percentile(const std::vector<double>& sorted, double q) {
 
 // Per-patient Dice, patients sorted by it, one series of dots per fold.
 void plot_dice(const std::string& path, const std::vector<Row>& patients, const Folds& folds) {
+  const std::map<std::string, int> fold_of = fold_numbers(folds);
   std::vector<std::pair<double, std::string>> order;
   for (const Row& p : patients) order.emplace_back(p.s.dice, p.name);
   std::sort(order.begin(), order.end());
@@ -91,7 +94,7 @@ void plot_dice(const std::string& path, const std::vector<Row>& patients, const 
     for (std::size_t i = 0; i < order.size(); ++i) {
       // Points alone (NaN between them), so that patients of a fold are not joined by a line.
       s.x.push_back(double(i + 1));
-      s.y.push_back(fold_of(folds, order[i].second) == std::to_string(f + 1) ? order[i].first : NAN);
+      s.y.push_back(fold_of.at(order[i].second) == int(f) + 1 ? order[i].first : NAN);
     }
     panel.series.push_back(std::move(s));
   }
@@ -207,9 +210,10 @@ int run_cv(int argc, char** argv) {
   std::sort(dice.begin(), dice.end());
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
+  const std::map<std::string, int> fold_of = fold_numbers(folds);
   std::string csv = "patient,fold,slices,tumour_pixels,predicted_pixels,dice,iou,precision,recall,hd95\n";
   for (const Row& p : scored.patients)
-    csv += p.name + "," + fold_of(folds, p.name) + "," + std::to_string(p.slices) + "," + std::to_string(p.c.tp + p.c.fn) +
+    csv += p.name + "," + std::to_string(fold_of.at(p.name)) + "," + std::to_string(p.slices) + "," + std::to_string(p.c.tp + p.c.fn) +
            "," + std::to_string(p.c.tp + p.c.fp) + "," + csv_number(p.s.dice) + "," + csv_number(p.s.iou) + "," +
            csv_number(p.s.precision) + "," + csv_number(p.s.recall) + "," + csv_number(p.s.hd95) + "\n";
   std::ostringstream j;
@@ -223,7 +227,7 @@ int run_cv(int argc, char** argv) {
   for (std::size_t f = 0; f < folds.size(); ++f) {
     std::vector<double> fold_dice;
     for (const Row& p : scored.patients)
-      if (fold_of(folds, p.name) == std::to_string(f + 1)) fold_dice.push_back(p.s.dice);
+      if (fold_of.at(p.name) == int(f) + 1) fold_dice.push_back(p.s.dice);
     j << (f ? ", " : "") << json_number(mean(fold_dice));
   }
   j << "],\n  \"pooled\": " << scores_json(scored.overall.pooled, "hd95_mean_over_images") << ",\n  \"tried\": [\n";

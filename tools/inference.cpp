@@ -107,7 +107,7 @@ PostProcess postprocess_flag(const Args& args, const std::string& command) {
 }  // namespace
 
 Predictor::Predictor(const std::vector<std::string>& files, Device device, bool flips, PostProcess postprocess)
-    : flips_(flips), postprocess_(postprocess) {
+    : flips_(flips), postprocess_(postprocess), first_checkpoint_(files.front()) {
   for (const std::string& file : files) {
     const Checkpoint ck = load_checkpoint(file);
     std::unique_ptr<UNet> model = load_unet(ck, file);
@@ -136,7 +136,7 @@ Predictor::Predictor(const std::vector<std::string>& files, Device device, bool 
 
 Predictor::Predictor(Args& args, Device device, const std::string& command)
     : Predictor(checkpoint_files(args.get("checkpoint")), device, tta_flag(args, command), postprocess_flag(args, command)) {
-  const std::string first = checkpoint_files(args.get("checkpoint")).front();
+  const std::string& first = first_checkpoint_;
   if (!trained_size_.empty()) {
     if (!args.has("size")) args.set_fallback("size", trained_size_);
     else if (args.get("size") != trained_size_)

@@ -32,7 +32,7 @@ class Predictor {
   // UsageError for a bad flag, std::runtime_error naming the checkpoint when the models
   // disagree or have other than one output channel (binary tumour masks).
   Predictor(Args& args, Device device, const std::string& command);
-  // The models of `files`, without flag handling.
+  // The models of `files` (at least one), without flag handling.
   Predictor(const std::vector<std::string>& files, Device device, bool flips, PostProcess postprocess);
 
   // --tta and --postprocess, with their help.
@@ -56,6 +56,7 @@ class Predictor {
   bool flips_ = false;
   PostProcess postprocess_;
   std::string trained_size_;  // the models' "data.size"; empty when they do not record one
+  std::string first_checkpoint_;  // named in messages about the ensemble as a whole
 };
 
 // The file in a cross-validation folder where `unet cv` records the test-time flips and the

@@ -198,6 +198,27 @@ void forward_block(const ConvTranspose2dShape& s, const Plan& p, const float* xs
                           y_block + std::size_t(2 * (top + r)) * s.w_out + 2 * q0, s.w_out - 2 * q0);
 }
 
+// This thread's share of a plan's tasks, inside a parallel region (forward and backward-data walk
+// the same plan): task t is block group t % groups of the (image, band) t / groups. fill(image,
+// top) loads the band into this thread's scratch when the task's (image, band) differs from the
+// last one it loaded; run(image, top, rows, block) computes one block of channels of the band.
+template <typename V, typename Fill, typename Run>
+void for_each_task(int images, int h_in, const Plan& p, Fill fill, Run run) {
+  int filled = -1;  // the (image, band) the scratch holds
+#pragma omp for schedule(static)
+  for (int t = 0; t < p.tasks(images); ++t) {
+    const int image_band = t / p.groups;
+    const int image = image_band / p.bands;
+    const int top = image_band % p.bands * p.band_rows;
+    if (image_band != filled) {
+      fill(image, top);
+      filled = image_band;
+    }
+    for (int block = t % p.groups * p.group_blocks; block < (t % p.groups + 1) * p.group_blocks; ++block)
+      run(image, top, std::min(p.band_rows, h_in - top), block);
+  }
+}
+
 // The last block, with fewer than kCo channels, gets its own instantiation.
 template <typename V, int CO>
 void forward_block_for(int channels, const ConvTranspose2dShape& s, const Plan& p, const float* xs, int top,
@@ -224,23 +245,13 @@ void forward(const ConvTranspose2dShape& s, const float* x, const float* w, cons
     pack_forward<V>(s, w, packed.get());  // ends with a barrier
     const auto scratch = make_scratch<V>(std::size_t(s.c_in) * (p.band_rows + 1) * row);
     float* xs = aligned<V>(scratch);
-    int filled = -1;  // the (image, band) the scratch holds
-#pragma omp for schedule(static)
-    for (int t = 0; t < p.tasks(s.n); ++t) {
-      const int image_band = t / p.groups;
-      const int image = image_band / p.bands;
-      const int top = image_band % p.bands * p.band_rows;
-      if (image_band != filled) {
-        fill_forward<V>(s, p, x + image * x_image, top, xs);
-        filled = image_band;
-      }
-      for (int block = t % p.groups * p.group_blocks; block < (t % p.groups + 1) * p.group_blocks; ++block) {
-        const int co0 = block * kCo;
-        forward_block_for<V, kCo>(std::min(kCo, s.c_out - co0), s, p, xs, top, std::min(p.band_rows, s.h_in - top),
-                                  packed.get() + block * block_size, bias ? bias + co0 : nullptr,
-                                  y + (std::size_t(image) * s.c_out + co0) * y_plane);
-      }
-    }
+    for_each_task<V>(
+        s.n, s.h_in, p, [&](int image, int top) { fill_forward<V>(s, p, x + image * x_image, top, xs); },
+        [&](int image, int top, int rows, int block) {
+          const int co0 = block * kCo;
+          forward_block_for<V, kCo>(std::min(kCo, s.c_out - co0), s, p, xs, top, rows, packed.get() + block * block_size,
+                                    bias ? bias + co0 : nullptr, y + (std::size_t(image) * s.c_out + co0) * y_plane);
+        });
   }
 }
 
@@ -360,22 +371,13 @@ void backward_data(const ConvTranspose2dShape& s, const float* dy, const float* 
     pack_backward_data<V>(s, w, packed.get());  // ends with a barrier
     const auto scratch = make_scratch<V>(std::size_t(s.c_out) * (2 * p.band_rows + 1) * 2 * half);
     float* ds = aligned<V>(scratch);
-    int filled = -1;  // the (image, band) the scratch holds
-#pragma omp for schedule(static)
-    for (int t = 0; t < p.tasks(s.n); ++t) {
-      const int image_band = t / p.groups;
-      const int image = image_band / p.bands;
-      const int top = image_band % p.bands * p.band_rows;
-      if (image_band != filled) {
-        fill_backward_data<V>(s, p, dy + image * dy_image, top, ds);
-        filled = image_band;
-      }
-      for (int block = t % p.groups * p.group_blocks; block < (t % p.groups + 1) * p.group_blocks; ++block) {
-        const int ci0 = block * kCi;
-        data_block_for<V, kCi>(std::min(kCi, s.c_in - ci0), s, p, ds, top, std::min(p.band_rows, s.h_in - top),
-                               packed.get() + block * block_size, dx + (std::size_t(image) * s.c_in + ci0) * dx_plane);
-      }
-    }
+    for_each_task<V>(
+        s.n, s.h_in, p, [&](int image, int top) { fill_backward_data<V>(s, p, dy + image * dy_image, top, ds); },
+        [&](int image, int top, int rows, int block) {
+          const int ci0 = block * kCi;
+          data_block_for<V, kCi>(std::min(kCi, s.c_in - ci0), s, p, ds, top, rows, packed.get() + block * block_size,
+                                 dx + (std::size_t(image) * s.c_in + ci0) * dx_plane);
+        });
   }
 }
 
