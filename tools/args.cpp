@@ -4,6 +4,23 @@
 #include <sstream>
 
 namespace unet::cli {
+namespace {
+
+// `convert` is std::stof or std::stod (each rounds the decimal once, to its own type).
+template <typename Convert>
+auto parse_number(const std::string& v, const std::string& flag, const std::string& command, Convert convert) {
+  std::size_t used = 0;
+  decltype(convert(v, &used)) out = 0;
+  try {
+    out = convert(v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != v.size()) throw UsageError("unet " + command + ": " + flag + " must be a number, got '" + v + "'");
+  return out;
+}
+
+}  // namespace
 
 Args::Args(std::string command, std::string description)
     : command_(std::move(command)), description_(std::move(description)) {}
@@ -95,16 +112,11 @@ int Args::get_int(const std::string& name) const {
 }
 
 float Args::get_float(const std::string& name) const {
-  const std::string v = get(name);
-  std::size_t used = 0;
-  float out = 0;
-  try {
-    out = std::stof(v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != v.size()) throw UsageError("unet " + command_ + ": --" + name + " must be a number, got '" + v + "'");
-  return out;
+  return parse_number(get(name), "--" + name, command_, [](const std::string& v, std::size_t* used) { return std::stof(v, used); });
+}
+
+double Args::get_double(const std::string& name) const {
+  return parse_number(get(name), "--" + name, command_, [](const std::string& v, std::size_t* used) { return std::stod(v, used); });
 }
 
 std::string Args::help() const {

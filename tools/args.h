@@ -31,6 +31,7 @@ class Args {
   int get_int(const std::string& name) const;
   long long get_int64(const std::string& name) const;
   float get_float(const std::string& name) const;
+  double get_double(const std::string& name) const;  // for values whose float rounding would matter
   bool has(const std::string& name) const;  // a switch was given, or an option was set explicitly
   // Replaces an option's fallback after parsing, for defaults known only then (a checkpoint's).
   void set_fallback(const std::string& name, const std::string& value);

@@ -25,6 +25,8 @@ void check_training_flags(const Args& args, const UNetConfig& config, const std:
   require(finite("min-lr") && args.get_float("min-lr") >= 0, "--min-lr must be >= 0, got " + args.get("min-lr"));
   require(finite("min-delta") && args.get_float("min-delta") >= 0,
           "--min-delta must be >= 0, got " + args.get("min-delta"));
+  const double foreground = args.get_double("foreground-fraction");
+  require(foreground >= 0 && foreground <= 1, "--foreground-fraction must be in [0, 1], got " + args.get("foreground-fraction"));
   require(finite("val-fraction") && args.get_float("val-fraction") >= 0 && args.get_float("val-fraction") < 1,
           "--val-fraction must be in [0, 1), got " + args.get("val-fraction"));
   require(args.get_int("lr-patience") >= 1 && args.get_int("stop-patience") >= 1,
@@ -33,6 +35,12 @@ void check_training_flags(const Args& args, const UNetConfig& config, const std:
   require(size >= multiple && size <= kMaxImageSize && size % multiple == 0,
           "--size must be a multiple of 2^depth = " + std::to_string(multiple) + " from " + std::to_string(multiple) +
               " to " + std::to_string(kMaxImageSize) + ", got " + args.get("size"));
+}
+
+LrSchedule parse_lr_schedule(const std::string& name, const std::string& command) {
+  for (LrSchedule s : {LrSchedule::Plateau, LrSchedule::Poly})
+    if (to_string(s) == name) return s;
+  throw UsageError("unet " + command + ": --lr-schedule must be plateau or poly, got '" + name + "'");
 }
 
 }  // namespace
@@ -47,6 +55,9 @@ void add_training_flags(Args& args) {
       .option("weight-decay", "w", "0", "decoupled weight decay (AdamW)")
       .option("loss", "name", "bce_dice", "mse, bce, dice, bce_dice or neg_log_iou")
       .option("monitor", "value", "val_loss", "val_loss or val_dice: drives LR decay, early stop, best")
+      .option("lr-schedule", "name", "plateau",
+              "plateau (x --lr-factor after --lr-patience epochs without improvement) or poly (nnU-Net's: "
+              "--lr x (1 - e / epochs)^0.9 in epoch e = 0, 1, ...; --resume then keeps --epochs)")
       .option("lr-factor", "f", "0.5", "LR multiplier on a plateau")
       .option("lr-patience", "n", "10", "epochs without improvement before the LR drops")
       .option("min-lr", "rate", "1e-6", "lower bound of the LR")
@@ -54,6 +65,9 @@ void add_training_flags(Args& args) {
       .option("min-delta", "d", "0.0001", "smallest change that counts as an improvement")
       .option("val-fraction", "f", "0.2", "fraction of (training) patients held out for validation")
       .option("seed", "n", "1", "seed for the split, weights, augmentation and dropout")
+      .option("foreground-fraction", "f", "0",
+              "at least ceil(f x n) of each training batch of n have tumour, the rest drawn as shuffled "
+              "(nnU-Net: 0.33); 0: plain shuffled epochs")
       .flag("no-augment", "train without augmentation")
       .flag("no-restore-best", "keep the last epoch's weights instead of the best")
       .option("skip-nonfinite-steps", "n", "0",
@@ -76,19 +90,25 @@ TrainingSetup training_setup(const Args& args, const std::string& command) {
     throw UsageError("unet " + command + ": --monitor must be val_loss or val_dice");
   o.monitor_dice = args.get("monitor") == "val_dice";
   const Mode mode = o.monitor_dice ? Mode::Max : Mode::Min;
+  o.lr_schedule = parse_lr_schedule(args.get("lr-schedule"), command);
   o.plateau = {mode, args.get_float("lr-factor"), args.get_int("lr-patience"), args.get_float("min-lr"),
                args.get_float("min-delta"), 0};
   o.early = {mode, args.get_int("stop-patience"), args.get_float("min-delta")};
   o.restore_best = !args.has("no-restore-best");
   o.augment = !args.has("no-augment");
+  o.foreground_fraction = args.get_double("foreground-fraction");
   o.seed = uint64_t(args.get_int64("seed"));
   o.input_size = args.get_int("size");
   o.skip_nonfinite_steps = args.get_int("skip-nonfinite-steps");
   if (o.skip_nonfinite_steps < 0) throw UsageError("unet " + command + ": --skip-nonfinite-steps must be >= 0");
   for (const char* flag : {"data", "size", "batch", "lr", "weight-decay", "loss", "monitor", "lr-factor", "lr-patience",
-                           "min-lr", "stop-patience", "min-delta", "val-fraction", "seed"})
+                           "min-lr", "stop-patience", "min-delta", "val-fraction", "seed", "lr-schedule",
+                           "foreground-fraction"})
     o.settings[flag] = args.get(flag);
   o.settings["augment"] = args.has("no-augment") ? "no" : "yes";
+  // Poly's rate at every epoch depends on --epochs, so a poly run resumed with another count would
+  // not follow one schedule; plateau runs may be extended freely.
+  if (o.lr_schedule == LrSchedule::Poly) o.settings["epochs"] = args.get("epochs");
   if (o.epochs < 1 || o.batch_size < 1) throw UsageError("unet " + command + ": --epochs and --batch must be at least 1");
   check_training_flags(args, t.config, command);
   o.device = device_from(args, command);

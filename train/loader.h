@@ -8,8 +8,16 @@
 //   - Order: with shuffle, the indices are permuted by SplitMix64 seeded from (seed, epoch), so
 //     epoch e has the same order in every run and a run resumed at epoch e (start_epoch(e))
 //     continues exactly as if it had never stopped. Without shuffle, the list order.
+//   - Foreground oversampling (foreground_fraction F > 0, nnU-Net's: a third of each batch holds
+//     tumour): each batch of n keeps at least ceil(F * n) samples whose mask has tumour (a value
+//     > 0.5, decided once per sample at construction). A batch short of them has its last
+//     samples without tumour replaced by ones drawn with replacement from those with tumour
+//     (SplitMix64 seeded from (seed, epoch)); the epoch keeps its length and is still a function
+//     of the epoch alone. F = 0 leaves the order untouched.
 //   - Augmentation (when enabled) of dataset sample i in epoch e uses the seed derived from
-//     (seed, epoch, i): the same slice differs between epochs but not between runs.
+//     (seed, epoch, i): the same slice differs between epochs but not between runs. A sample
+//     listed more than once in an epoch (oversampling repeats samples) gets a seed per copy (the
+//     first keeps the one above), so the copies are not the same image.
 //   - Batches are a function of (samples, indices, options, epoch) only, never of timing: the
 //     worker builds them in order into a bounded queue (`prefetch` batches), so a slow or fast
 //     consumer sees the same data.
@@ -52,12 +60,14 @@ struct LoaderOptions {
   bool augment = false;  // apply `augmentation` to every sample of every batch
   AugmentOptions augmentation;
   int prefetch = 2;  // batches the worker may build ahead of the caller
+  double foreground_fraction = 0;  // in [0, 1]: foreground oversampling (conventions above); 0: off
 };
 
 class Loader {
  public:
-  // Throws std::invalid_argument for batch_size or prefetch < 1, an index outside `samples`, or
-  // samples that differ in shape or in having a mask (naming the first that differs).
+  // Throws std::invalid_argument for batch_size or prefetch < 1, an index outside `samples`,
+  // samples that differ in shape or in having a mask (naming the first that differs), or a
+  // foreground_fraction outside [0, 1] or above 0 when no sample has tumour.
   Loader(const std::vector<Sample>& samples, std::vector<int> indices, LoaderOptions options);
   ~Loader();
   Loader(const Loader&) = delete;
@@ -81,7 +91,8 @@ class Loader {
     std::exception_ptr error;
   };
 
-  Batch make_batch(const std::vector<int>& order, int batch, int epoch) const;
+  void force_foreground(std::vector<int>& order, int epoch) const;
+  Batch make_batch(const std::vector<int>& order, const std::vector<uint64_t>& copies, int batch, int epoch) const;
   void produce(int epoch);
   void push(Item item);
   void stop_worker();
@@ -89,6 +100,10 @@ class Loader {
   const std::vector<Sample>& samples_;
   std::vector<int> indices_;
   LoaderOptions options_;
+  // With foreground oversampling: per dataset sample, whether its mask has tumour; and the
+  // indices (of indices_) that do, the pool replacements are drawn from.
+  std::vector<bool> has_tumour_;
+  std::vector<int> foreground_;
 
   std::mutex mutex_;
   std::condition_variable ready_;  // an item was queued or the worker finished

@@ -25,6 +25,10 @@ double ReduceOnPlateau::step(double value, double lr) {
   return std::max(lr * options_.factor, options_.min_lr);
 }
 
+std::string to_string(LrSchedule schedule) { return schedule == LrSchedule::Poly ? "poly" : "plateau"; }
+
+double poly_lr(double lr0, int epoch, int epochs) { return lr0 * std::pow(1.0 - double(epoch) / epochs, 0.9); }
+
 EarlyStopping::Decision EarlyStopping::step(double value) {
   if (improves(value, state_.best, options_.mode, options_.min_delta)) {
     state_.best = value;

@@ -8,6 +8,8 @@
 //   EarlyStopping: stop after `patience` epochs without improvement; the caller restores the
 //   best epoch's weights when restore_best is set.
 // Both keep their whole state in plain fields so that a resumed run continues exactly.
+// Poly decay (nnU-Net's schedule, poly_lr): lr_e = lr0 * (1 - e / epochs)^0.9 for epochs counted
+// e = 0 .. epochs - 1: a function of the epoch alone, so it has no state to keep.
 #pragma once
 
 #include <limits>
@@ -65,6 +67,13 @@ class EarlyStopping {
   Options options_;
   PlateauState state_;
 };
+
+// Which of the two decides the learning rate of each epoch (early stopping works with either).
+enum class LrSchedule { Plateau, Poly };
+std::string to_string(LrSchedule schedule);
+
+// The learning rate of epoch `epoch` (counted from 0) of `epochs` under poly decay.
+double poly_lr(double lr0, int epoch, int epochs);
 
 // True when `value` beats `best` by more than min_delta in the given direction (any number
 // beats the NaN of "no value yet"; a NaN value beats nothing).

@@ -252,7 +252,9 @@ void write_summary(const TrainOptions& o, const TrainResult& r, const UNet& mode
     << ", \"val_iou\": " << json_number(best.val_iou) << "},\n  \"train_slices\": " << train_n << ",\n  \"val_slices\": " << val_n
     << ",\n  \"loss\": \"" << to_string(o.loss) << "\",\n  \"batch_size\": " << o.batch_size << ",\n  \"lr\": " << json_number(o.adam.lr)
     << ",\n  \"seed\": " << o.seed << ",\n  \"device\": \"" << to_string(o.device) << "\",\n  \"threads\": " << omp_get_max_threads()
-    << ",\n  \"monitor\": \"" << (o.monitor_dice ? "val_dice" : "val_loss") << "\",\n  \"model\": {";
+    << ",\n  \"monitor\": \"" << (o.monitor_dice ? "val_dice" : "val_loss") << "\",\n  \"lr_schedule\": \""
+    << to_string(o.lr_schedule) << "\",\n  \"foreground_fraction\": " << json_number(o.foreground_fraction)
+    << ",\n  \"model\": {";
   bool first = true;
   for (const auto& [key, value] : model.config().to_map()) {
     j << (first ? "" : ", ") << '"' << key << "\": \"" << value << '"';
@@ -335,12 +337,16 @@ TrainResult train_model(UNet& model, const std::vector<Sample>& samples, const s
   lo.seed = o.seed;
   lo.augment = o.augment;
   lo.augmentation = o.augmentation;
+  lo.foreground_fraction = o.foreground_fraction;
   Loader loader(samples, train, lo);
 
   TrainResult result{state.history, state.best_epoch, false};
   int epochs_this_call = 0;
   for (int epoch = state.epoch + 1; epoch <= o.epochs; ++epoch) {
     const auto start = Clock::now();
+    // Poly's rate comes from the epoch alone, so a run resumed with --apply-changes to --lr or
+    // --epochs follows the formula for the new values.
+    if (o.lr_schedule == LrSchedule::Poly) adam.set_lr(float(poly_lr(o.adam.lr, epoch - 1, o.epochs)));
     model.train();
     loader.start_epoch(epoch);
     Progress progress(o.progress, epoch, o.epochs, loader.batches_per_epoch());
@@ -403,9 +409,11 @@ TrainResult train_model(UNet& model, const std::vector<Sample>& samples, const s
       if (o.input_size > 0) meta["data.size"] = std::to_string(o.input_size);
       save_unet(best_path, model, meta);
     }
-    state = {epoch, plateau.step(monitored, adam.lr()), result.best_epoch, plateau.state(), early.state(),
-             result.history, o.settings, state.skipped_steps};
-    const bool reduced = state.lr < adam.lr();
+    const bool poly = o.lr_schedule == LrSchedule::Poly;
+    const double next_lr = poly ? poly_lr(o.adam.lr, epoch, o.epochs) : plateau.step(monitored, adam.lr());
+    state = {epoch, next_lr, result.best_epoch, plateau.state(), early.state(), result.history, o.settings,
+             state.skipped_steps};
+    const bool reduced = !poly && state.lr < adam.lr();
     adam.set_lr(float(state.lr));
     save_last(last_path, model, adam, state, o.settings, o.input_size);
     write_text(o.run_dir + "/log.csv", csv(result.history));

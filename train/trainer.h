@@ -1,6 +1,6 @@
-// The training loop of `unet train`: Adam, reduce-on-plateau, early stopping with the best
-// weights restored, validation each epoch, checkpoints (best and last), logs people can read and
-// plot, and exact resume.
+// The training loop of `unet train`: Adam, reduce-on-plateau (or poly decay), early stopping with
+// the best weights restored, validation each epoch, checkpoints (best and last), logs people can
+// read and plot, and exact resume.
 //
 // A run folder holds:
 //   split.txt      the patient split (train / val) the run used
@@ -34,12 +34,14 @@ struct TrainOptions {
   int batch_size = 8;
   LossKind loss = LossKind::BCEDice;
   AdamOptions adam;
-  ReduceOnPlateau::Options plateau;  // factor 0.5, patience 10 (the reference's)
+  LrSchedule lr_schedule = LrSchedule::Plateau;
+  ReduceOnPlateau::Options plateau;  // factor 0.5, patience 10 (the reference's); unused by Poly
   EarlyStopping::Options early;      // patience 15
   bool monitor_dice = false;         // monitor val Dice (max) instead of val loss (min)
   bool restore_best = true;
   bool augment = true;
   AugmentOptions augmentation;
+  double foreground_fraction = 0;  // foreground oversampling of the training batches (train/loader.h)
   uint64_t seed = 1;
   Device device = Device::CPU;
   float threshold = 0.5f;

@@ -74,7 +74,8 @@ TEST_CASE("training flags that cannot work are refused and name the flag", "[cli
   const std::string base = "train --data phantom:2 --epochs 1 --batch 2 --size 32 --out " + dir.file("run") + " ";
   for (const char* flag : {"--lr -1", "--lr 0", "--lr nan", "--min-delta nan", "--min-delta -1", "--lr-factor 0",
                            "--lr-factor 1", "--weight-decay -0.1", "--val-fraction 1", "--lr-patience 0",
-                           "--size 100000", "--size 40"}) {
+                           "--size 100000", "--size 40", "--foreground-fraction 1.5", "--foreground-fraction -0.1",
+                           "--foreground-fraction nan", "--lr-schedule cosine"}) {
     const Result r = run(base + flag);
     const std::string name = std::string(flag).substr(0, std::string(flag).find(' '));
     fails_naming(r, 2, name, "must");

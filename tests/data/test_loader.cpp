@@ -1,9 +1,11 @@
 // The batch loader: layout of a batch, the same batches for the same seed whatever the consumer's
 // speed or the prefetch depth, a new order each epoch, resuming at an epoch, drop_last,
-// augmentation per epoch, worker errors surfacing in the caller, and stopping mid-epoch.
+// augmentation per epoch, worker errors surfacing in the caller, stopping mid-epoch, and
+// foreground oversampling.
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cmath>
 #include <numeric>
 #include <set>
 #include <thread>
@@ -67,6 +69,24 @@ bool same(const std::vector<Batch>& a, const std::vector<Batch>& b) {
   for (std::size_t i = 0; i < a.size(); ++i)
     if (a[i].ids != b[i].ids || a[i].image != b[i].image || a[i].mask != b[i].mask) return false;
   return true;
+}
+
+// dataset(count) with tumour in every `every`-th sample only (the others' masks are empty).
+std::vector<Sample> tumour_every(int count, int every) {
+  std::vector<Sample> samples = dataset(count);
+  for (int i = 0; i < count; ++i)
+    if (i % every != 0) std::fill(samples[std::size_t(i)].mask.begin(), samples[std::size_t(i)].mask.end(), 0.0f);
+  return samples;
+}
+
+std::vector<std::string> names(const std::vector<int>& order) {
+  std::vector<std::string> out;
+  for (int index : order) out.push_back("s" + std::to_string(index));
+  return out;
+}
+
+bool has_tumour(const Sample& s) {
+  return std::any_of(s.mask.begin(), s.mask.end(), [](float v) { return v > 0.5f; });
 }
 
 }  // namespace
@@ -185,4 +205,124 @@ TEST_CASE("loader: invalid construction, next before start, stopping mid-epoch",
   const std::vector<Batch> full = epoch(loader, 1);
   CHECK(full.size() == 4);
   loader.start_epoch(2);
+}
+
+TEST_CASE("loader: foreground fraction 0 leaves every epoch as it was", "[data][loader][foreground]") {
+  const std::vector<Sample> samples = tumour_every(13, 4);
+  LoaderOptions options;
+  options.batch_size = 3;
+  options.seed = 7;
+  options.augment = true;
+  Loader plain(samples, all_indices(13), options);
+  options.foreground_fraction = 0;
+  Loader off(samples, all_indices(13), options);
+  for (int e = 0; e < 3; ++e) {
+    INFO("epoch " << e);
+    CHECK(off.epoch_order(e) == plain.epoch_order(e));
+    CHECK(same(epoch(off, e), epoch(plain, e)));
+  }
+}
+
+TEST_CASE("loader: foreground oversampling puts ceil(F * n) tumour samples in every batch of n", "[data][loader][foreground]") {
+  const std::vector<Sample> samples = tumour_every(22, 5);  // 5 of 22 have tumour
+  struct Fraction {
+    int numerator, denominator;
+  };
+  for (const Fraction fraction : {Fraction{3, 10}, Fraction{1, 2}, Fraction{1, 1}})
+    for (const int batch_size : {4, 10}) {
+      LoaderOptions options;
+      options.batch_size = batch_size;
+      options.seed = 3;
+      Loader plain(samples, all_indices(22), options);
+      options.foreground_fraction = double(fraction.numerator) / fraction.denominator;
+      Loader loader(samples, all_indices(22), options);
+      for (int e = 0; e < 4; ++e) {
+        INFO("fraction " << options.foreground_fraction << ", batch " << batch_size << ", epoch " << e);
+        const std::vector<int> order = loader.epoch_order(e), shuffled = plain.epoch_order(e);
+        REQUIRE(order.size() == shuffled.size());
+        CHECK(ids(epoch(loader, e)) == names(order));  // the batches are the order's
+        for (std::size_t begin = 0; begin < order.size(); begin += std::size_t(batch_size)) {
+          const std::size_t end = std::min(order.size(), begin + std::size_t(batch_size));
+          const int n = int(end - begin), required = (fraction.numerator * n + fraction.denominator - 1) / fraction.denominator;
+          int present = 0, replaced = 0;
+          bool kept_background_after_replacement = false;
+          for (std::size_t k = begin; k < end; ++k) {
+            const bool tumour = has_tumour(samples[std::size_t(order[k])]);
+            present += tumour;
+            if (order[k] == shuffled[k]) {
+              kept_background_after_replacement |= replaced > 0 && !tumour;
+              continue;
+            }
+            // Only samples without tumour are replaced, only by samples with tumour.
+            CHECK_FALSE(has_tumour(samples[std::size_t(shuffled[k])]));
+            CHECK(tumour);
+            ++replaced;
+          }
+          CHECK(present >= required);
+          if (replaced > 0) CHECK(present == required);  // no more than needed
+          CHECK_FALSE(kept_background_after_replacement);  // the batch's last background samples go first
+        }
+      }
+    }
+}
+
+TEST_CASE("loader: oversampled epochs depend on seed and epoch only", "[data][loader][foreground]") {
+  const std::vector<Sample> samples = tumour_every(16, 6);
+  LoaderOptions options;
+  options.batch_size = 4;
+  options.seed = 11;
+  options.foreground_fraction = 0.5;
+  Loader a(samples, all_indices(16), options), b(samples, all_indices(16), options);
+  const std::vector<Batch> a2 = epoch(a, 2);
+  CHECK(same(epoch(b, 2), a2));
+  CHECK(a.epoch_order(2) == b.epoch_order(2));
+  CHECK(a.epoch_order(2) != a.epoch_order(3));
+  CHECK(ids(a2) != ids(epoch(a, 3)));
+  // Resuming at epoch 2 gives the same batches as a loader that ran epochs 0 and 1 first.
+  Loader c(samples, all_indices(16), options);
+  epoch(c, 0);
+  epoch(c, 1);
+  CHECK(same(epoch(c, 2), a2));
+  options.seed = 12;
+  Loader other(samples, all_indices(16), options);
+  CHECK(other.epoch_order(2) != a.epoch_order(2));
+}
+
+TEST_CASE("loader: copies of a sample that oversampling repeats are augmented differently", "[data][loader][foreground]") {
+  const std::vector<Sample> samples = tumour_every(4, 4);  // only s0 has tumour
+  LoaderOptions options;
+  options.batch_size = 4;
+  options.shuffle = false;
+  options.foreground_fraction = 1;
+  options.augment = true;
+  options.augmentation = AugmentOptions::none();
+  options.augmentation.brightness = {1.0, 0.5, 1.0};
+  Loader loader(samples, all_indices(4), options);
+  const std::vector<Batch> batches = epoch(loader, 0);
+  REQUIRE(batches.size() == 1);
+  CHECK(batches[0].ids == std::vector<std::string>{"s0", "s0", "s0", "s0"});
+  const std::size_t image = std::size_t(2 * kSide * kSide);
+  std::set<std::vector<float>> distinct;
+  for (std::size_t k = 0; k < 4; ++k)
+    distinct.emplace(batches[0].image.begin() + std::ptrdiff_t(k * image), batches[0].image.begin() + std::ptrdiff_t((k + 1) * image));
+  CHECK(distinct.size() == 4);
+}
+
+TEST_CASE("loader: foreground oversampling without tumour samples, or a fraction outside [0, 1], is refused", "[data][loader][foreground]") {
+  std::vector<Sample> samples = tumour_every(8, 100);
+  samples[0].mask.assign(samples[0].mask.size(), 0.5f);  // 0.5 is not tumour: only values above it are
+  LoaderOptions options;
+  options.batch_size = 2;
+  options.foreground_fraction = 0.3;
+  CHECK_THROWS_WITH(Loader(samples, all_indices(8), options),
+                    Catch::Matchers::Contains("tumour") && Catch::Matchers::Contains("none of the 8"));
+  for (Sample& s : samples) s.mask.clear();
+  CHECK_THROWS_WITH(Loader(samples, all_indices(8), options), Catch::Matchers::Contains("tumour"));
+  options.foreground_fraction = 0;
+  CHECK_NOTHROW(Loader(samples, all_indices(8), options));
+  const std::vector<Sample> some_tumour = tumour_every(8, 2);
+  for (const double bad : {-0.1, 1.5, double(NAN)}) {
+    options.foreground_fraction = bad;
+    CHECK_THROWS_WITH(Loader(some_tumour, all_indices(8), options), Catch::Matchers::Contains("[0, 1]"));
+  }
 }

@@ -1,4 +1,4 @@
-// Reduce-on-plateau and early stopping on scripted loss sequences.
+// Reduce-on-plateau and early stopping on scripted loss sequences; poly decay against its formula.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -60,4 +60,15 @@ TEST_CASE("a schedule restored from its state continues identically", "[schedule
   resumed.state() = first.state();
   for (std::size_t i = 5; i < losses.size(); ++i) b.push_back(lr = resumed.step(losses[i], lr));
   CHECK(a == b);
+}
+
+TEST_CASE("poly decay: lr0 * (1 - e / epochs)^0.9 from epoch 0", "[schedule]") {
+  CHECK(poly_lr(0.01, 0, 50) == 0.01);
+  CHECK(poly_lr(1.0, 5, 10) == Approx(0.535886731268146));  // 0.5^0.9
+  CHECK(poly_lr(1.0, 9, 10) == Approx(0.125892541179417));  // 0.1^0.9
+  for (int e = 0; e < 20; ++e) {
+    INFO("epoch " << e);
+    CHECK(poly_lr(3e-4, e, 20) == Approx(3e-4 * std::pow(1.0 - e / 20.0, 0.9)));
+    CHECK(poly_lr(3e-4, e + 1, 20) < poly_lr(3e-4, e, 20));
+  }
 }

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 
 #include "engine/checkpoint.h"
@@ -63,6 +64,43 @@ std::vector<std::vector<float>> weights(const UNet& model) {
   return out;
 }
 
+// Trains `configure`d runs of the fixture whole and interrupted after epoch 1, then resumed, and
+// checks that they agree bit for bit.
+void check_resume_is_exact(Fixture& f, const std::function<void(TrainOptions&)>& configure) {
+  TrainOptions whole_options = f.options("whole");
+  configure(whole_options);
+  UNet whole(Fixture::config(), 7);
+  const TrainResult a = train_model(whole, f.samples, f.train, f.val, whole_options);
+
+  TrainOptions first = f.options("split");
+  configure(first);
+  first.stop_after = 1;  // "interrupted" after epoch 1
+  UNet interrupted(Fixture::config(), 7);
+  train_model(interrupted, f.samples, f.train, f.val, first);
+
+  TrainOptions second = f.options("split");
+  configure(second);
+  second.resume = true;
+  UNet resumed(Fixture::config(), 7);
+  const TrainResult b = train_model(resumed, f.samples, f.train, f.val, second);
+
+  REQUIRE(b.history.size() == a.history.size());
+  for (std::size_t i = 0; i < a.history.size(); ++i) {
+    INFO("epoch " << i + 1);
+    CHECK(b.history[i].loss == a.history[i].loss);
+    CHECK(b.history[i].val_loss == a.history[i].val_loss);
+    CHECK(b.history[i].lr == a.history[i].lr);
+  }
+  CHECK(weights(resumed) == weights(whole));
+  // Checkpoints hold no wall-clock data, so the files themselves are identical; so is the log
+  // without its seconds column.
+  for (const char* name : {"last.ckpt", "best.ckpt"}) {
+    INFO(name);
+    CHECK(file_bytes(f.root / "split" / name) == file_bytes(f.root / "whole" / name));
+  }
+  CHECK(log_without_seconds(f.root / "split" / "log.csv") == log_without_seconds(f.root / "whole" / "log.csv"));
+}
+
 }  // namespace
 
 TEST_CASE("a training run leaves its log, curves, checkpoints and summary", "[trainer]") {
@@ -84,34 +122,38 @@ TEST_CASE("a training run leaves its log, curves, checkpoints and summary", "[tr
 
 TEST_CASE("resume after an interruption equals an uninterrupted run, bitwise", "[trainer][resume]") {
   Fixture f;
-  UNet whole(Fixture::config(), 7);
-  const TrainResult a = train_model(whole, f.samples, f.train, f.val, f.options("whole"));
+  check_resume_is_exact(f, [](TrainOptions&) {});
+}
 
-  TrainOptions first = f.options("split");
-  first.stop_after = 1;  // "interrupted" after epoch 1
-  UNet interrupted(Fixture::config(), 7);
-  train_model(interrupted, f.samples, f.train, f.val, first);
+TEST_CASE("resume with poly decay and foreground oversampling equals an uninterrupted run", "[trainer][resume]") {
+  Fixture f;
+  const auto without_tumour = std::count_if(f.train.begin(), f.train.end(), [&](int i) {
+    const std::vector<float>& mask = f.samples[std::size_t(i)].mask;
+    return std::none_of(mask.begin(), mask.end(), [](float v) { return v > 0.5f; });
+  });
+  REQUIRE(without_tumour > 0);
+  check_resume_is_exact(f, [](TrainOptions& o) {
+    o.lr_schedule = LrSchedule::Poly;
+    o.foreground_fraction = 1;  // every slice without tumour is replaced: the order really changes
+  });
+}
 
-  TrainOptions second = f.options("split");
-  second.resume = true;
-  UNet resumed(Fixture::config(), 7);
-  const TrainResult b = train_model(resumed, f.samples, f.train, f.val, second);
-
-  REQUIRE(b.history.size() == a.history.size());
-  for (std::size_t i = 0; i < a.history.size(); ++i) {
-    INFO("epoch " << i + 1);
-    CHECK(b.history[i].loss == a.history[i].loss);
-    CHECK(b.history[i].val_loss == a.history[i].val_loss);
-    CHECK(b.history[i].lr == a.history[i].lr);
+TEST_CASE("poly decay sets each epoch's rate by the formula, never by the plateau", "[trainer][schedule]") {
+  Fixture f;
+  TrainOptions o = f.options("poly");
+  o.epochs = 4;
+  o.adam.lr = 0.01f;
+  o.lr_schedule = LrSchedule::Poly;
+  o.plateau.patience = 1;  // would halve the rate after any epoch without improvement
+  o.plateau.min_delta = 1e9;  // ... which is every epoch
+  UNet model(Fixture::config(), 1);
+  const TrainResult r = train_model(model, f.samples, f.train, f.val, o);
+  REQUIRE(r.history.size() == 4);
+  for (int e = 0; e < 4; ++e) {
+    INFO("epoch " << e + 1);
+    CHECK(r.history[std::size_t(e)].lr == double(float(0.01f * std::pow(1.0 - e / 4.0, 0.9))));
   }
-  CHECK(weights(resumed) == weights(whole));
-  // Checkpoints hold no wall-clock data, so the files themselves are identical; so is the log
-  // without its seconds column.
-  for (const char* name : {"last.ckpt", "best.ckpt"}) {
-    INFO(name);
-    CHECK(file_bytes(f.root / "split" / name) == file_bytes(f.root / "whole" / name));
-  }
-  CHECK(log_without_seconds(f.root / "split" / "log.csv") == log_without_seconds(f.root / "whole" / "log.csv"));
+  CHECK_THAT(file_bytes(f.root / "poly" / "summary.json"), Catch::Contains("\"lr_schedule\": \"poly\""));
 }
 
 TEST_CASE("a resumed run removes the temporary files a killed run left behind", "[trainer][resume]") {
