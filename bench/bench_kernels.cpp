@@ -1,5 +1,5 @@
 // Google Benchmark figures for every kernel (every CPU variant of it), forward and backward, on the shapes the reference
-// model really runs (batch 6, 240x240, each distinct shape once: bench/kernel_cases.h) and on one
+// model really runs (batch 6 or --batch=N, 240x240, each distinct shape once: bench/kernel_cases.h) and on one
 // small shape per kernel. CPU kernels always; CUDA kernels (handwritten, and cuDNN for
 // convolutions) when a GPU is present.
 //
@@ -143,7 +143,7 @@ int main(int argc, char** argv) {
   return benchmark_main("bench_kernels", argc, argv, [](Flags& flags) {
     // The reference model on its real shapes; --tiny: a small model on tiny ones (CI).
     UNetConfig config;
-    int batch = 6, size = 240, small = 32;
+    int batch = flags.batch, size = 240, small = 32;
     if (flags.tiny) {
       config.base_filters = 4;
       config.depth = 2;

@@ -104,6 +104,8 @@ Flags take_flags(int* argc, char** argv) {
       f.batches.clear();
       std::stringstream list(v3);
       for (std::string item; std::getline(list, item, ',');) f.batches.push_back(int_flag("--batches", item.c_str()));
+    } else if (const char* v4 = value("--batch=")) {
+      f.batch = int_flag("--batch", v4);
     } else if (arg == "--tiny") {
       f.tiny = true;
     } else {
@@ -111,9 +113,9 @@ Flags take_flags(int* argc, char** argv) {
     }
   }
   *argc = kept;
-  if (f.threads < 0 || f.size < 16 || f.batches.empty() ||
+  if (f.threads < 0 || f.size < 16 || f.batches.empty() || f.batch < 1 ||
       std::any_of(f.batches.begin(), f.batches.end(), [](int b) { return b < 1; })) {
-    throw std::invalid_argument("bad flags: --threads must be >= 0, --size >= 16, --batches positive");
+    throw std::invalid_argument("bad flags: --threads must be >= 0, --size >= 16, --batch and --batches positive");
   }
   if (f.threads > 0) omp_set_num_threads(f.threads);
   return f;

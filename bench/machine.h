@@ -25,11 +25,13 @@ std::string cpu_model();
 //   --threads=N   OpenMP threads (default: all cores)
 //   --tiny        CI mode: tiny shapes, one iteration each, to prove every benchmark runs
 //   --size=N, --batches=1,6,16   (bench_e2e) input size and batch sizes
+//   --batch=N     (bench_kernels) the batch of the reference shapes (default 6)
 struct Flags {
   int threads = 0;
   bool tiny = false;
   int size = 240;
   std::vector<int> batches{1, 6, 16};
+  int batch = 6;
 };
 Flags take_flags(int* argc, char** argv);
 

@@ -45,6 +45,7 @@
 #include "kernels/cpu/batchnorm_runs.h"
 #include "kernels/cpu/reduce.h"
 #include "kernels/cpu/simd.h"
+#include "kernels/cpu/streaming.h"
 #include "kernels/shapes.h"
 
 namespace unet::cpu::bn_simd {
@@ -112,12 +113,20 @@ typename V::Reg keep(typename V::Reg v, typename V::Mask m) { return Ops<V>::kee
 template <typename V>
 typename V::Reg relu(typename V::Reg v) { return V::max(V::zero(), v); }
 
-// f(i, m) on every vector of a run: whole vectors, then the masked tail.
+// out + i = f(i, m) on every vector of a run: whole vectors, then the masked tail. With `stream`,
+// the whole vectors from the first aligned one on bypass the caches (kernels/cpu/streaming.h);
+// the caller fences.
 template <typename V, typename F>
-void for_vectors(int size, F f) {
+void store_vectors(float* out, int size, bool stream, F f) {
   int i = 0;
-  for (; i + V::kLanes <= size; i += V::kLanes) f(i, Full{});
-  if (i < size) f(i, V::first(size - i));
+  if (stream) {
+    const auto misaligned = int(reinterpret_cast<std::uintptr_t>(out) % sizeof(typename V::Reg) / sizeof(float));
+    const int head = std::min(size, misaligned == 0 ? 0 : V::kLanes - misaligned);
+    if (head > 0) store<V>(out, f(0, V::first(head)), V::first(head));
+    for (i = head; i + V::kLanes <= size; i += V::kLanes) V::stream(out + i, f(i, Full{}));
+  }
+  for (; i + V::kLanes <= size; i += V::kLanes) store<V>(out + i, f(i, Full{}), Full{});
+  if (i < size) store<V>(out + i, f(i, V::first(size - i)), V::first(size - i));
 }
 
 template <int K>
@@ -193,19 +202,19 @@ struct Normalise {
 };
 
 template <typename V, bool Relu>
-void normalise_run(const float* x, int size, Normalise n, float* y) {
+void normalise_run(const float* x, int size, Normalise n, bool stream, float* y) {
   using Reg = typename V::Reg;
   const Reg hi = V::set1(n.mean_hi), lo = V::set1(n.mean_lo), scale = V::set1(n.scale), beta = V::set1(n.beta);
-  for_vectors<V>(size, [&](int i, auto m) {
+  store_vectors<V>(y, size, stream, [&](int i, auto m) {
     const Reg v = V::fma(V::sub(V::sub(load<V>(x + i, m), hi), lo), scale, beta);
-    store<V>(y + i, Relu ? relu<V>(v) : v, m);
+    return Relu ? relu<V>(v) : v;
   });
 }
 
 template <typename V>
-void normalise_run(const float* x, int size, Normalise n, bool relu, float* y) {
-  if (relu) normalise_run<V, true>(x, size, n, y);
-  else normalise_run<V, false>(x, size, n, y);
+void normalise_run(const float* x, int size, Normalise n, bool relu, bool stream, float* y) {
+  if (relu) normalise_run<V, true>(x, size, n, stream, y);
+  else normalise_run<V, false>(x, size, n, stream, y);
 }
 
 // The gradient reaching the normalisation: dy, zeroed where the fused ReLU's output was not
@@ -235,12 +244,12 @@ struct GradAffine {
 };
 
 template <typename V, bool Relu>
-void dx_run(const float* dy, const float* x, const float* y, int size, GradAffine g, float* dx) {
+void dx_run(const float* dy, const float* x, const float* y, int size, GradAffine g, bool stream, float* dx) {
   using Reg = typename V::Reg;
   const Reg a = V::set1(g.a), b = V::set1(g.b), c = V::set1(g.c), mean = V::set1(g.mean);
-  for_vectors<V>(size, [&](int i, auto m) {
+  store_vectors<V>(dx, size, stream, [&](int i, auto m) {
     const Reg centred = V::sub(load<V>(x + i, m), mean);
-    store<V>(dx + i, V::fma(a, masked_dy<V, Relu>(dy, y, i, m), V::fma(b, centred, c)), m);
+    return V::fma(a, masked_dy<V, Relu>(dy, y, i, m), V::fma(b, centred, c));
   });
 }
 
@@ -256,6 +265,7 @@ void forward_train(const BatchNormShape& s, const float* x, const float* gamma, 
   const double mom = double(momentum);
   std::vector<Moments> partial(std::size_t(s.c) * runs.per_channel);
   std::vector<Normalise> norm(s.c);
+  const bool stream = streaming_pays(s.size() * sizeof(float));
 #pragma omp parallel if (s.size() >= kParallelMin)
   for (int c0 = 0; c0 < s.c; c0 += group) {
     const int c1 = std::min(s.c, c0 + group), work = (c1 - c0) * runs.per_channel;
@@ -283,8 +293,9 @@ void forward_train(const BatchNormShape& s, const float* x, const float* gamma, 
     for (int w = mine.end - 1; w >= mine.begin; --w) {
       const int c = c0 + w / runs.per_channel;
       const auto r = runs.run(s, c, w % runs.per_channel);
-      normalise_run<V>(x + r.begin, r.size, norm[c], relu, y + r.begin);
+      normalise_run<V>(x + r.begin, r.size, norm[c], relu, stream, y + r.begin);
     }
+    if (stream) _mm_sfence();
   }
 }
 
@@ -292,17 +303,22 @@ template <typename V>
 void forward_infer(const BatchNormShape& s, const float* x, const float* gamma, const float* beta,
                    const float* running_mean, const float* running_var, float eps, float* y, bool relu) {
   std::vector<Normalise> norm(s.c);
+  const bool stream = streaming_pays(s.size() * sizeof(float));
   for (int c = 0; c < s.c; ++c) {
     const double scale = double(gamma[c]) * inverse_std(double(running_var[c]), double(eps));
     norm[c] = {running_mean[c], 0.0f, float(scale), beta[c]};
   }
   const Runs runs(s);
   const int work = s.c * runs.per_channel;
-#pragma omp parallel for schedule(static) if (s.size() >= kParallelMin)
-  for (int w = 0; w < work; ++w) {
-    const int c = w / runs.per_channel;
-    const auto r = runs.run(s, c, w % runs.per_channel);
-    normalise_run<V>(x + r.begin, r.size, norm[c], relu, y + r.begin);
+#pragma omp parallel if (s.size() >= kParallelMin)
+  {
+#pragma omp for schedule(static) nowait
+    for (int w = 0; w < work; ++w) {
+      const int c = w / runs.per_channel;
+      const auto r = runs.run(s, c, w % runs.per_channel);
+      normalise_run<V>(x + r.begin, r.size, norm[c], relu, stream, y + r.begin);
+    }
+    if (stream) _mm_sfence();
   }
 }
 
@@ -316,6 +332,7 @@ void backward_train(const BatchNormShape& s, const float* dy, const float* x, co
   const double count = double(s.per_channel());
   std::vector<Sums<2>> partial(std::size_t(s.c) * runs.per_channel);
   std::vector<GradAffine> affine(s.c);
+  const bool stream = streaming_pays(s.size() * sizeof(float));
 #pragma omp parallel if (s.size() >= kParallelMin)
   for (int c0 = 0; c0 < s.c; c0 += group) {
     const int c1 = std::min(s.c, c0 + group), work = (c1 - c0) * runs.per_channel;
@@ -345,8 +362,9 @@ void backward_train(const BatchNormShape& s, const float* dy, const float* x, co
     for (int w = mine.end - 1; w >= mine.begin; --w) {
       const int c = c0 + w / runs.per_channel;
       const auto r = runs.run(s, c, w % runs.per_channel);
-      dx_run<V, Relu>(dy + r.begin, x + r.begin, Relu ? y + r.begin : y, r.size, affine[c], dx + r.begin);
+      dx_run<V, Relu>(dy + r.begin, x + r.begin, Relu ? y + r.begin : y, r.size, affine[c], stream, dx + r.begin);
     }
+    if (stream) _mm_sfence();
   }
 }
 

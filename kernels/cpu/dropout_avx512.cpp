@@ -17,6 +17,7 @@
 #include <stdexcept>
 
 #include "kernels/cpu/reduce.h"
+#include "kernels/cpu/streaming.h"
 
 // GCC 12 reports the undefined register inside _mm512_mul_epu32 and the 64-bit shifts as
 // uninitialised once inlined at -O3 (a false positive, GCC bug 105593).
@@ -78,25 +79,33 @@ uint64_t keep_bits(uint64_t first, __m512i threshold, uint64_t seed) {
          _pdep_u64(keep(c3), kEvery4 << 3);
 }
 
+bool aligned64(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 64 == 0; }
+
 // Elements i .. i + n - 1 (n <= 64) from their keep bits: mask bytes 0/1, and y = x keep_scale or
-// +0 (as the reference's bitwise and).
-void apply(std::size_t i, int n, uint64_t keep, __m512 keep_scale, const float* x, float* y, uint8_t* mask) {
+// +0 (as the reference's bitwise and). With `stream`, whole aligned vectors bypass the caches
+// (kernels/cpu/streaming.h).
+void apply(std::size_t i, int n, uint64_t keep, __m512 keep_scale, bool stream, const float* x, float* y,
+           uint8_t* mask) {
   const uint64_t valid = n == 64 ? ~uint64_t(0) : (uint64_t(1) << n) - 1;
-  _mm512_mask_storeu_epi8(mask + i, valid, _mm512_maskz_set1_epi8(keep, 1));
+  const __m512i bytes = _mm512_maskz_set1_epi8(keep, 1);
+  if (stream && n == 64 && aligned64(mask + i)) _mm512_stream_si512(reinterpret_cast<__m512i*>(mask + i), bytes);
+  else _mm512_mask_storeu_epi8(mask + i, valid, bytes);
+  const bool stream_y = stream && n == 64 && aligned64(y + i);
   for (int q = 0; q < n; q += 16) {
     const __mmask16 in = __mmask16(valid >> q), kept = __mmask16(keep >> q);
-    const __m512 v = _mm512_maskz_loadu_ps(in, x + i + q);
-    _mm512_mask_storeu_ps(y + i + q, in, _mm512_maskz_mul_ps(kept, v, keep_scale));
+    const __m512 v = _mm512_maskz_mul_ps(kept, _mm512_maskz_loadu_ps(in, x + i + q), keep_scale);
+    if (stream_y) _mm512_stream_ps(y + i + q, v);
+    else _mm512_mask_storeu_ps(y + i + q, in, v);
   }
 }
 
-void block(std::size_t begin, std::size_t end, __m512i threshold, __m512 keep_scale, uint64_t seed,
+void block(std::size_t begin, std::size_t end, __m512i threshold, __m512 keep_scale, bool stream, uint64_t seed,
            uint64_t offset, const float* x, float* y, uint8_t* mask) {
   uint64_t counter = (offset + begin) >> 2;
   int skip = int((offset + begin) & 3);  // elements of the first counter before `begin`
   for (std::size_t i = begin; i < end; counter += 16, skip = 0) {
     const int n = int(std::min<std::size_t>(64 - skip, end - i));
-    apply(i, n, keep_bits(counter, threshold, seed) >> skip, keep_scale, x, y, mask);
+    apply(i, n, keep_bits(counter, threshold, seed) >> skip, keep_scale, stream, x, y, mask);
     i += std::size_t(n);
   }
 }
@@ -114,9 +123,14 @@ void dropout_forward_avx512(std::size_t count, float p, uint64_t seed, uint64_t 
   const __m512 keep_scale = _mm512_set1_ps(1.0f / (1.0f - p));
   // philox_uniform(bits) >= p exactly when bits >> 8 >= ceil(p 2^24) (see dropout.cpp).
   const __m512i threshold = _mm512_set1_epi32(int(uint32_t(std::ceil(double(p) * 16777216.0))));
-#pragma omp parallel for schedule(static) if (count >= kParallelMin)
-  for (std::size_t begin = 0; begin < count; begin += kBlock)
-    block(begin, std::min(count, begin + kBlock), threshold, keep_scale, seed, offset, x, y, mask);
+  const bool stream = streaming_pays(count * (sizeof(float) + 1));
+#pragma omp parallel if (count >= kParallelMin)
+  {
+#pragma omp for schedule(static) nowait
+    for (std::size_t begin = 0; begin < count; begin += kBlock)
+      block(begin, std::min(count, begin + kBlock), threshold, keep_scale, stream, seed, offset, x, y, mask);
+    if (stream) _mm_sfence();
+  }
 }
 
 }  // namespace unet::cpu

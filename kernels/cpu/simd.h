@@ -33,6 +33,8 @@ struct Avx2 {
   // Masked-off lanes read as zero and are never touched in memory (no fault past an array's end).
   static Reg load(const float* p, Mask m) { return _mm256_maskload_ps(p, m); }
   static void store(float* p, Reg v, Mask m) { _mm256_maskstore_ps(p, m, v); }
+  // A store that bypasses the caches (p aligned to sizeof(Reg)); needs an sfence before others read.
+  static void stream(float* p, Reg v) { _mm256_stream_ps(p, v); }
   static Reg fma(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }  // a*b + c
   static Reg add(Reg a, Reg b) { return _mm256_add_ps(a, b); }
   static Reg sub(Reg a, Reg b) { return _mm256_sub_ps(a, b); }
@@ -64,6 +66,7 @@ struct Avx512 {
   static Mask first(int n) { return Mask(n >= 16 ? 0xFFFFu : (1u << n) - 1u); }
   static Reg load(const float* p, Mask m) { return _mm512_maskz_loadu_ps(m, p); }
   static void store(float* p, Reg v, Mask m) { _mm512_mask_storeu_ps(p, m, v); }
+  static void stream(float* p, Reg v) { _mm512_stream_ps(p, v); }
   static Reg fma(Reg a, Reg b, Reg c) { return _mm512_fmadd_ps(a, b, c); }
   static Reg add(Reg a, Reg b) { return _mm512_add_ps(a, b); }
   static Reg sub(Reg a, Reg b) { return _mm512_sub_ps(a, b); }
