@@ -117,6 +117,7 @@ int run_cv(int argc, char** argv) {
       .option("threshold", "p", "0.5", "probability >= p is tumour")
       .option("eval-batch", "n", "8", "images per forward pass when predicting the held-out folds");
   if (!args.parse(argc, argv)) return 0;
+  apply_recipe(args, "cv");
 
   const auto started = std::chrono::steady_clock::now();
   TrainingSetup setup = training_setup(args, "cv");

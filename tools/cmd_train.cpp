@@ -22,6 +22,7 @@ int run_train(int argc, char** argv) {
       .flag("resume", "continue the run in --out from its last.ckpt (the same data and settings)")
       .flag("apply-changes", "with --resume: continue with settings that differ from the run's (new --lr replaces the schedule's)");
   if (!args.parse(argc, argv)) return 0;
+  apply_recipe(args, "train");
 
   TrainingSetup setup = training_setup(args, "train");
   TrainOptions& o = setup.options;

@@ -5,6 +5,8 @@
 
 #include <cmath>
 #include <cstdio>
+#include <utility>
+#include <vector>
 
 #include "tools/model_flags.h"
 
@@ -43,10 +45,45 @@ LrSchedule parse_lr_schedule(const std::string& name, const std::string& command
   throw UsageError("unet " + command + ": --lr-schedule must be plateau or poly, got '" + name + "'");
 }
 
+// The documented recipes: defaults for the flags that a user does not set (docs/RESULTS.md has the
+// cross-validation behind each).
+struct Recipe {
+  const char* name;
+  std::vector<std::pair<const char*, const char*>> defaults;
+};
+
+const std::vector<Recipe>& recipes() {
+  static const std::vector<Recipe> all = {
+      {"lgg", {{"size", "128"}, {"epochs", "40"}, {"batch", "8"}}},
+  };
+  return all;
+}
+
 }  // namespace
+
+void apply_recipe(Args& args, const std::string& command) {
+  const std::string name = args.get("recipe");
+  if (name == "none") return;
+  for (const Recipe& r : recipes()) {
+    if (name != r.name) continue;
+    std::string said;
+    for (const auto& [flag, value] : r.defaults) {
+      args.set_fallback(flag, value);
+      said += std::string(said.empty() ? "" : ", ") + "--" + flag + " " + args.get(flag);
+    }
+    std::printf("unet %s: recipe %s: %s\n", command.c_str(), r.name, said.c_str());
+    return;
+  }
+  std::string known = "none";
+  for (const Recipe& r : recipes()) known += std::string(", ") + r.name;
+  throw UsageError("unet " + command + ": --recipe must be one of " + known + "; got '" + name + "'");
+}
 
 void add_training_flags(Args& args) {
   add_model_flags(args);
+  args.option("recipe", "name", "none",
+              "lgg: the cross-validated Kaggle LGG recipe (docs/RESULTS.md) as defaults; flags given "
+              "explicitly still win");
   args.option("data", "source", "phantom", "dataset: phantom, phantom:N or a folder")
       .option("size", "pixels", "240", "input height and width (images are resized)")
       .option("epochs", "n", "100", "maximum epochs")

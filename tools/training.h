@@ -23,6 +23,10 @@ struct TrainingSetup {
   DatasetOptions data;
 };
 
+// --recipe NAME: sets that recipe's defaults for the flags not given (after Args::parse, before
+// training_setup) and says which values it uses; an unknown name is a UsageError.
+void apply_recipe(Args& args, const std::string& command);
+
 // Reads and checks the flags of add_training_flags: a UsageError names the flag and the rule.
 TrainingSetup training_setup(const Args& args, const std::string& command);
 
