@@ -11,8 +11,10 @@
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -42,22 +44,28 @@ std::pair<Tensor, Tensor> phantom_batch(const Setup& setup, int batch, Device de
 }
 
 // Times `work` per iteration (it must wait for its results), after one untimed warm-up run that
-// fills the allocator's cache; reports images/s and the peak bytes in use during the timed runs.
+// fills the allocator's cache; reports images/s, the median step (the statistic the PyTorch peer
+// script takes of its own steps: one step slowed by a neighbour moves a mean of three, not a
+// median) and the peak bytes in use during the timed runs.
 template <typename Work>
 void measure(benchmark::State& state, Device device, int batch, Work work) {
   work();
   CachingAllocator& allocator = backend(device).allocator();
   allocator.reset_peak();
-  double total = 0;
+  std::vector<double> seconds;
   for (auto _ : state) {
     const auto start = std::chrono::steady_clock::now();
     work();
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    state.SetIterationTime(s);
-    total += s;
+    seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    state.SetIterationTime(seconds.back());
   }
-  state.counters["images_per_s"] = double(batch) * double(state.iterations()) / total;
+  const double total = std::accumulate(seconds.begin(), seconds.end(), 0.0);
+  state.counters["images_per_s"] = double(batch) * double(seconds.size()) / total;
   state.counters["peak_MB"] = double(allocator.stats().peak_bytes) / 1e6;
+  std::sort(seconds.begin(), seconds.end());
+  const std::size_t mid = seconds.size() / 2;
+  const double median = seconds.size() % 2 ? seconds[mid] : (seconds[mid - 1] + seconds[mid]) / 2;
+  state.counters["median_ms"] = median * 1e3;
 }
 
 void train_steps(benchmark::State& state, const Setup& setup, Device device, int batch) {
