@@ -44,7 +44,9 @@ void conv_transpose2d_backward_filter(const ConvTranspose2dShape& s, const float
                                       const float* dy, float* dw, float* dbias,
                                       cudaStream_t stream);
 
-// batchnorm.cu: fused BN(+ReLU); per-channel statistics by a block reduction.
+// batchnorm.cu: fused BN(+ReLU); per-channel statistics by block reductions over slices of each
+// channel, merged in a fixed order. y (forward) and dx (backward) must not overlap an input: they
+// hold the slices' partials until the last launch overwrites them.
 void batchnorm_forward_train(const BatchNormShape& s, const float* x, const float* gamma,
                              const float* beta, float eps, float momentum, float* running_mean,
                              float* running_var, float* y, float* save_mean, float* save_invstd,

@@ -3,7 +3,10 @@
 // without the fused ReLU, on the U-Net's plane sizes (240, 120, 60, 30, 15), odd planes (7x5,
 // 15x15), a 1-pixel plane, and planes larger and smaller than the 512-thread block; inference
 // with the fused ReLU also on inputs whose normalised values go negative (so that the ReLU cuts),
-// and on planes past the inference forward's capped grid.
+// and on planes past the inference forward's capped grid. Channels of 8192 values or more take
+// the several-blocks-per-channel path (partials, then a merge): slices of unequal lengths that
+// cross planes, more slices than a warp has lanes, and a bitwise comparison of every output
+// across runs, thread orders and output arrays off a double's alignment.
 //
 // Tolerance: |cuda - cpu| <= 1e-5 + 1e-4 * |cpu| for every output (y, save_mean, save_invstd,
 // running_mean, running_var, dx, dgamma, dbeta). Both sum in double, in different orders; the
@@ -28,6 +31,7 @@ namespace {
 namespace cu = unet::UNET_CUDA_NS;
 using unet::kernels::BatchNormShape;
 using unet::test::DeviceBuffer;
+using unet::test::FirstRun;
 using unet::test::repeat_runs;
 using unet::test::require_bitwise_equal;
 using unet::test::random_vector;
@@ -240,6 +244,71 @@ void check_infer_relu(const BatchNormShape& s, uint32_t seed) {
   });
 }
 
+// Every output of the training forward and of both backward passes, bit for bit equal to the
+// first run's under every thread order (emulator) or run (GPU), and again when the output arrays
+// (which hold the partials of the several-blocks path) start 4 bytes off a double's alignment.
+void check_reproducible(const BatchNormShape& s, bool relu, uint32_t seed) {
+  INFO(describe(s, relu) << " reproducibility");
+  const auto c = std::size_t(s.c);
+  const Inputs in = random_inputs(s, seed);
+  DeviceBuffer<float> d_x(in.x), d_gamma(in.gamma), d_beta(in.beta), d_dy(in.dy);
+  DeviceBuffer<float> d_rm_in(in.running_mean), d_rv_in(in.running_var);
+  DeviceBuffer<float> d_running_mean(c), d_running_var(c), d_save_mean(c), d_save_invstd(c),
+      d_dgamma(c), d_dbeta(c);
+  // One float more than needed: the outputs go at offset 0 (aligned) or 1 (off by 4 bytes).
+  DeviceBuffer<float> d_y(s.size() + 1), d_dx(s.size() + 1);
+
+  const char* const names[] = {"forward_train y", "save_mean", "save_invstd", "running_mean",
+                               "running_var", "backward_train dx", "backward_train dgamma",
+                               "backward_train dbeta", "backward_infer dx",
+                               "backward_infer dgamma", "backward_infer dbeta"};
+  std::vector<FirstRun> first;
+  for (const char* name : names) first.emplace_back(name);
+  const auto outputs = [&](std::size_t offset) {
+    const auto part = [&](const DeviceBuffer<float>& d) {
+      const Vec all = d.download();
+      return Vec(all.begin() + std::ptrdiff_t(offset),
+                 all.begin() + std::ptrdiff_t(offset + s.size()));
+    };
+    float* y = d_y.get() + offset;
+    float* dx = d_dx.get() + offset;
+    std::vector<Vec> out;
+    d_running_mean.upload(in.running_mean);
+    d_running_var.upload(in.running_var);
+    poison(d_y);
+    cu::batchnorm_forward_train(s, d_x.get(), d_gamma.get(), d_beta.get(), kEps, kMomentum,
+                                d_running_mean.get(), d_running_var.get(), y, d_save_mean.get(),
+                                d_save_invstd.get(), relu, nullptr);
+    for (const auto* d : {&d_save_mean, &d_save_invstd, &d_running_mean, &d_running_var})
+      out.push_back(d->download());
+    out.insert(out.begin(), part(d_y));
+    for (const bool train : {true, false}) {
+      poison(d_dx);
+      poison(d_dgamma);
+      poison(d_dbeta);
+      if (train)
+        cu::batchnorm_backward_train(s, d_dy.get(), d_x.get(), relu ? y : nullptr, d_gamma.get(),
+                                     d_save_mean.get(), d_save_invstd.get(), dx, d_dgamma.get(),
+                                     d_dbeta.get(), relu, nullptr);
+      else
+        cu::batchnorm_backward_infer(s, d_dy.get(), d_x.get(), relu ? y : nullptr, d_gamma.get(),
+                                     d_rm_in.get(), d_rv_in.get(), kEps, dx, d_dgamma.get(),
+                                     d_dbeta.get(), relu, nullptr);
+      out.push_back(part(d_dx));
+      out.push_back(d_dgamma.download());
+      out.push_back(d_dbeta.download());
+    }
+    return out;
+  };
+  repeat_runs([&] {
+    for (const std::size_t offset : {0, 1}) {
+      INFO("outputs at offset " << offset);
+      const std::vector<Vec> out = outputs(offset);
+      for (std::size_t k = 0; k < out.size(); ++k) first[k].check(out[k]);
+    }
+  });
+}
+
 }  // namespace
 
 TEST_CASE("cuda batchnorm: 240x240 and 120x120 planes", "[cuda][batchnorm]") {
@@ -288,4 +357,30 @@ TEST_CASE("cuda batchnorm: training needs two values per channel", "[cuda][batch
                                                 d.get(), d.get(), d.get(), d.get(), d.get(), false,
                                                 nullptr),
                     std::invalid_argument);
+}
+
+// Several blocks per channel (kernels/cuda/batchnorm.cu): B = min(ceil(512 / C), N * HW / 4096),
+// each block a slice of [N * HW * b / B, N * HW * (b + 1) / B).
+TEST_CASE("cuda batchnorm: several blocks per channel, slices of unequal lengths",
+          "[cuda][batchnorm]") {
+  UNET_REQUIRE_GPU();
+  check_shape({3, 2, 7001}, true, 61);    // B = 5: slices of 4200 and 4201 across planes
+  check_shape({3, 3, 3001}, false, 62);   // B = 2: 4501 and 4502
+  check_shape({41, 2, 225}, true, 63);    // B = 2 of 4612 and 4613: 15x15 planes, 21 a slice
+  check_shape({1, 3, 16411}, false, 64);  // B = 4: one plane, cut inside it
+  check_infer_relu({3, 2, 7001}, 65);     // inference backward over B = 5, the ReLU cutting
+}
+
+TEST_CASE("cuda batchnorm: more slices per channel than a warp has lanes",
+          "[cuda][batchnorm]") {
+  UNET_REQUIRE_GPU();
+  // B = min(256, 150002 / 4096) = 36: the merge's lanes 0-3 fold two partials each.
+  check_shape({2, 2, 75001}, true, 71);
+}
+
+TEST_CASE("cuda batchnorm: several blocks per channel are bitwise reproducible",
+          "[cuda][batchnorm]") {
+  UNET_REQUIRE_GPU();
+  check_reproducible({3, 2, 7001}, true, 81);   // B = 5
+  check_reproducible({2, 3, 6007}, false, 82);  // B = 2
 }

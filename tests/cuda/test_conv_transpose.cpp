@@ -1,7 +1,8 @@
 // The CUDA conv_transpose2d launchers (kernels/cuda/conv_transpose.cu) against their CPU twins
 // (kernels/cpu/conv_transpose.cpp, float): the reference model's 3x3 stride-2 'same' up-sampling
-// layers (15->30 ... 120->240), odd sizes with every kernel size / stride / padding mode, and
-// hand-built shapes with asymmetric padding and kernels.
+// layers (15->30 ... 120->240), odd sizes with every kernel size / stride / padding mode,
+// hand-built shapes with asymmetric padding and kernels, and tensors past the capped grid (so
+// that the grid-stride loops take further elements per thread).
 //
 // Tolerance: |cuda - cpu| <= 1e-4 + 1e-4 * |cpu| for every element (the two sum in different
 // orders, so they agree to float round-off, not bitwise). Every output buffer is filled with NaN
@@ -40,6 +41,9 @@ using unet::test::require_close;
 
 constexpr double kAtol = 1e-4;
 constexpr double kRtol = 1e-4;
+// Threads in the largest grid the forward and backward-data kernels get: kMaxBlocks x kThreads in
+// kernels/cuda/conv_transpose.cu.
+constexpr std::size_t kGridThreads = 2048 * 256;
 
 // Every launcher on one shape, against the CPU kernels.
 void check_shape(const ConvTranspose2dShape& s, uint32_t seed) {
@@ -174,4 +178,16 @@ TEST_CASE("cuda conv_transpose2d: hand-built shapes with asymmetric padding and 
   check_shape({.n = 1, .c_in = 2, .h_in = 8, .w_in = 7, .c_out = 2, .kh = 5, .kw = 5, .stride = 1,
                .pad_top = 1, .pad_left = 3, .h_out = 9, .w_out = 6},
               203);
+}
+
+TEST_CASE("cuda conv_transpose2d: past the grid cap each thread loops to further elements",
+          "[cuda][conv_transpose]") {
+  UNET_REQUIRE_GPU();
+  // 2x2 stride-2 up-sampling of two 513x513 images: 526338 inputs (backward-data: the last 2050
+  // come from a second iteration) and 2105352 outputs (forward: four iterations and part of a
+  // fifth).
+  const ConvTranspose2dShape s = conv_transpose2d_shape(2, 1, 513, 513, 1, 2, 2, Padding::Valid);
+  REQUIRE(s.x_size() > kGridThreads);
+  REQUIRE(s.y_size() > 4 * kGridThreads);
+  check_shape(s, 301);
 }
