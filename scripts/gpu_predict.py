@@ -23,8 +23,17 @@ from pathlib import Path
 
 CONV = ("conv2d_forward", "conv2d_backward_data", "conv2d_backward_filter",
         "conv_transpose2d_forward", "conv_transpose2d_backward_data", "conv_transpose2d_backward_filter")
-# One block per channel (kernels/cuda/batchnorm.cu): only C SMs stream, each at a per-SM rate.
-BLOCK_PER_CHANNEL = ("batchnorm_forward_train", "batchnorm_backward_train")
+# Training batch norm (kernels/cuda/batchnorm.cu) streams with C x B blocks of 512 threads, each at
+# a per-block rate: B slices per channel, C x B near 512 blocks but no slice under 4096 values.
+BLOCK_PER_SLICE = ("batchnorm_forward_train", "batchnorm_backward_train")
+BN_TARGET_BLOCKS, BN_MIN_SLICE = 512, 4096
+
+
+def bn_blocks(shape):
+    """C x B of a batch-norm shape 'NxCxHW ...', as kernels/cuda/batchnorm.cu cuts it."""
+    n, c, hw = (int(v) for v in shape.split()[0].split("x")[:3])
+    wanted = (BN_TARGET_BLOCKS + c - 1) // c
+    return c * max(1, min(wanted, n * hw // BN_MIN_SLICE))
 # Traffic per compulsory traffic: training forward reads x three times (mean, variance,
 # normalise) and writes y once, against 1 read + 1 write compulsory; backward reads y (the ReLU
 # mask), dy and x in each of its two passes and writes dx, against 3 reads + 1 write.
@@ -83,9 +92,8 @@ class Model:
         if name in CONV:
             rate = (self.tf32 if tf32 else self.fp32) * self.conv_eff
             t = max(flop / rate, nbytes / (self.bw * self.mem_eff))
-        elif name in BLOCK_PER_CHANNEL:
-            channels = int(shape.split("x")[1])
-            bw = min(self.bw * self.mem_eff, min(channels, self.sms) * self.sm_bw)
+        elif name in BLOCK_PER_SLICE:
+            bw = min(self.bw * self.mem_eff, bn_blocks(shape) * self.sm_bw)
             t = max(flop / self.fp32, nbytes * BN_TRAFFIC[name] / bw)
         else:
             t = max(flop / self.fp32, nbytes / (self.bw * self.mem_eff))
@@ -199,15 +207,15 @@ def main():
     ap.add_argument("--memory-efficiency", type=float, default=0.8,
                     help="fraction of the bandwidth memory-bound kernels reach (default %(default)s)")
     ap.add_argument("--sm-bandwidth", type=float, default=8.0,
-                    help="GB/s one SM streams in a block-per-channel BN kernel (default %(default)s)")
+                    help="GB/s one 512-thread block streams in a training BN kernel (default %(default)s)")
     ap.add_argument("--measured", help="a CUDA profile trace of the same batch to compare with")
     ap.add_argument("--detail", action="store_true", help="also list every call (appendix tables)")
     a = ap.parse_args()
     model = Model(a)
     print(f"Assumed: {a.bandwidth} TB/s, FP32 {a.fp32} TFLOP/s, TF32 {a.tf32} TFLOP/s, {a.sms} SMs; "
           f"expected = convolutions at {a.conv_efficiency:.0%} of the FLOP rate, memory-bound kernels at "
-          f"{a.memory_efficiency:.0%} of the bandwidth, block-per-channel BN at min(C, {a.sms}) x "
-          f"{a.sm_bandwidth:g} GB/s with its extra passes, host copies at {a.host_bandwidth:g} GB/s, every call at "
+          f"{a.memory_efficiency:.0%} of the bandwidth, training BN at C x B blocks x "
+          f"{a.sm_bandwidth:g} GB/s (at most that bandwidth) with its extra passes, host copies at {a.host_bandwidth:g} GB/s, every call at "
           f"least {a.launch_us:g} us.\n")
     measured = None
     if a.measured:
