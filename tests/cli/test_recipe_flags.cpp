@@ -101,7 +101,7 @@ TEST_CASE("foreground oversampling of data without tumour is refused, naming the
   CHECK_FALSE(fs::exists(out));
 }
 
-TEST_CASE("--recipe sets its defaults, says them, lets explicit flags win and refuses unknown names",
+TEST_CASE("a recipe (--recipe) sets its defaults, says them, lets explicit flags win and refuses unknown names",
           "[cli][train][recipe]") {
   TempDir dir("unet-recipe-preset");
   // lgg: 128 px, 40 epochs, batch 8, half of each batch with tumour; --epochs given explicitly wins.
