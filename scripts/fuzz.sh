@@ -10,7 +10,7 @@
 #
 # Each target runs with -rss_limit_mb=1024 (a reader must never need 1 GB), -timeout=10 and leak
 # detection. The corpus grows in build-fuzz/corpus/<target>/ and is kept between runs; findings
-# (crash-*, leak-*, timeout-*, oom-*) go to build-fuzz/findings/<target>/ and make the script
+# (crash-*, leak-*, timeout-*, oom-*, slow-unit-* for one over 10 s) go to build-fuzz/findings/<target>/ and make the script
 # fail, naming them: turn each into a regression test under tests/. Findings of an earlier run
 # are replayed before fuzzing: those that pass now (fixed) are removed.
 set -euo pipefail

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libeigen3-dev catch2 libstb-dev libbenchmark-dev
-  zlib1g-dev libtiff-dev libspng-dev libturbojpeg0-dev libboost-context-dev
+  zlib1g-dev libtiff-dev libspng-dev libturbojpeg0-dev libjpeg-dev libboost-context-dev
 )
 
 missing=()

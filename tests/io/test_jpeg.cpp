@@ -1,5 +1,11 @@
 // JPEG through libjpeg-turbo: files made here with TurboJPEG's encoder, then damaged or crafted
 // ones (a Huffman table with more than 256 codes overflowed the system stb_image's tables).
+// Progressive files come from libjpeg itself, whose scan scripts TurboJPEG does not expose.
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+// jpeglib.h uses size_t and FILE without including their headers.
+#include <jpeglib.h>
 #include <turbojpeg.h>
 
 #include <catch2/catch.hpp>
@@ -33,6 +39,47 @@ std::vector<uint8_t> encode(const std::vector<uint8_t>& pixels, int width, int h
                       channels == 1 ? TJSAMP_GRAY : TJSAMP_444, 95, 0) == 0);
   std::vector<uint8_t> bytes(out, out + size);
   tjFree(out);
+  return bytes;
+}
+
+// A valid grey progressive JPEG: each of the 64 coefficients in a band of its own, sent in a first
+// scan and then `refinements` successive-approximation scans, 64 x (1 + refinements) scans in all.
+std::vector<uint8_t> encode_progressive(const std::vector<uint8_t>& pixels, int width, int height, int refinements) {
+  jpeg_compress_struct cinfo{};
+  jpeg_error_mgr error{};
+  cinfo.err = jpeg_std_error(&error);
+  jpeg_create_compress(&cinfo);
+  unsigned char* out = nullptr;
+  unsigned long size = 0;
+  jpeg_mem_dest(&cinfo, &out, &size);
+  cinfo.image_width = JDIMENSION(width);
+  cinfo.image_height = JDIMENSION(height);
+  cinfo.input_components = 1;
+  cinfo.in_color_space = JCS_GRAYSCALE;
+  jpeg_set_defaults(&cinfo);
+  jpeg_set_quality(&cinfo, 95, TRUE);
+  std::vector<jpeg_scan_info> scans;
+  const auto add = [&](int ss, int se, int ah, int al) {
+    jpeg_scan_info scan{};
+    scan.comps_in_scan = 1;
+    scan.Ss = ss, scan.Se = se, scan.Ah = ah, scan.Al = al;
+    scans.push_back(scan);
+  };
+  for (int k = 0; k < 64; ++k) {
+    add(k, k, 0, refinements);
+    for (int al = refinements; al > 0; --al) add(k, k, al, al - 1);
+  }
+  cinfo.scan_info = scans.data();
+  cinfo.num_scans = int(scans.size());
+  jpeg_start_compress(&cinfo, TRUE);
+  for (int y = 0; y < height; ++y) {
+    JSAMPROW row = const_cast<JSAMPROW>(pixels.data() + std::size_t(y * width));
+    jpeg_write_scanlines(&cinfo, &row, 1);
+  }
+  jpeg_finish_compress(&cinfo);
+  jpeg_destroy_compress(&cinfo);
+  std::vector<uint8_t> bytes(out, out + size);
+  free(out);
   return bytes;
 }
 
@@ -79,6 +126,19 @@ TEST_CASE("jpeg: damaged and crafted files are errors that name the file", "[io]
   crafted.insert(crafted.end(), {0xFF, 0xD9});
   write_bytes(path, crafted);
   CHECK_THAT(error_of(read), Contains(path) && Contains("cannot decode JPEG"));
+}
+
+TEST_CASE("jpeg: progressive files decode, but not with more than 500 scans", "[io][image][jpeg]") {
+  TempDir dir;
+  const std::vector<uint8_t> pixels = gradient(48, 40, 1);
+  const std::string modest = dir.file("modest.jpg"), many = dir.file("many.jpg");
+  write_bytes(modest, encode_progressive(pixels, 48, 40, 0));  // 64 scans
+  const Image image = read_image(modest);
+  REQUIRE(image.pixels.size() == pixels.size());
+  CHECK(max_difference(image.pixels, pixels) <= 6.0f);
+
+  write_bytes(many, encode_progressive(pixels, 48, 40, 7));  // 512 scans
+  CHECK_THAT(error_of([&] { read_image(many); }), Contains(many) && Contains("500 scans"));
 }
 
 TEST_CASE("jpeg: the crafted file of the reliability review is refused", "[io][image][jpeg][data]") {
