@@ -22,6 +22,14 @@
 // chunk, from L2, through the register tiles. So every input element is read from memory once,
 // and a block's x and dy stay in L2 while all its tiles pass over them.
 //
+// Where all of dw fits one block of few input channels (the image layer and the 16-channel
+// layers), the chunks are shared out instead, with no barrier between them: a
+// task copies its own chunk of x and computes the whole of dw for it into a partial of its own,
+// and the partials are summed in chunk order at the end. Sharing blocks would leave few of them
+// for a chunk (4 on the image layer) and costs two barriers a chunk, which under a passive OpenMP
+// wait policy (threads sleep rather than spin) take tens of microseconds each, as much as a
+// small chunk's work.
+//
 // Determinism: the blocks, the chunks and the order in which chunks (in image order) and lanes
 // are added into each dw element follow from the shape alone, never from the thread count, so
 // the results are bitwise identical for any number of threads.
@@ -63,6 +71,12 @@ constexpr std::size_t kBlockBytes = std::size_t(512) << 10;
 // The largest block of channels a task owns, in each of c_out and c_in: large enough to reuse
 // each loaded vector many times, small enough for long chunks within kBlockBytes.
 constexpr int kMaxBlock = 32;
+// Private chunks (see the top) where c_in is at most this. A private chunk holds dy and x of all
+// channels within kBlockBytes, so its bands get shorter as the channels grow; at 32 input
+// channels the shorter bands cost more than the barriers they save (bench_kernels, 2 threads:
+// 32 -> 16 at 240x240 1.1x slower, 32 -> 32 at 120x120 even; 16 -> 16 at 240x240 1.1x faster
+// and the 3-channel image layer 1.5x).
+constexpr int kMaxPrivateCi = 16;
 // Blocks are split until a chunk has this many (where the channels allow), so that both cores
 // get work on the small layers too and uneven progress evens out.
 constexpr int kMinTasks = 8;
@@ -91,10 +105,12 @@ struct Chunk {
   int image, images, row0, rows;
 };
 
-// The blocks of dw that the tasks of a chunk own, and the chunks.
+// The blocks of dw that the tasks of a chunk own, and the chunks; or, with private_chunks, one
+// block holding all of dw and one task a chunk.
 struct Plan {
   int co_block = 0, ci_block = 0;  // channels per block (the last block may have fewer)
   int co_blocks = 0, ci_blocks = 0;
+  bool private_chunks = false;
   Layout layout;
 };
 
@@ -115,10 +131,10 @@ std::size_t segment_floats(const Conv2dShape& s, const Layout& l, int rows) {
   return round_up<V>(last_row + round_up<V>(std::size_t(s.w_out), V::kLanes) + s.kw - 1, V::kLanes);
 }
 
-// Cuts the batch into chunks such that what a block of co_block x ci_block channels reads of a
-// chunk fits kBlockBytes.
+// Cuts the batch into at least min_chunks chunks (where it has the rows) such that what a block of
+// co_block x ci_block channels reads of a chunk fits kBlockBytes.
 template <typename V>
-Layout make_layout(const Conv2dShape& s, int co_block, int ci_block) {
+Layout make_layout(const Conv2dShape& s, int co_block, int ci_block, int min_chunks) {
   Layout l;
   l.row = padded_row<V>(s);
   const auto block_floats = [&](int rows) {
@@ -126,16 +142,18 @@ Layout make_layout(const Conv2dShape& s, int co_block, int ci_block) {
            std::size_t(ci_block) * segment_floats<V>(s, l, rows);
   };
   const std::size_t budget = kBlockBytes / sizeof(float);
-  if (block_floats(s.h_out) <= budget) {
+  if (block_floats(s.h_out) <= budget && s.n >= min_chunks) {
     l.band_rows = s.h_out;
     l.bands = 1;
-    l.images = int(std::clamp<std::size_t>(budget / block_floats(s.h_out), 1, std::size_t(s.n)));
+    l.images = int(std::clamp<std::size_t>(budget / block_floats(s.h_out), 1,
+                                           std::size_t(s.n / min_chunks)));
     l.chunks = (s.n + l.images - 1) / l.images;
   } else {
     int rows = s.h_out;
     while (rows > 1 && block_floats(rows) > budget) --rows;
-    l.bands = (s.h_out + rows - 1) / rows;
-    l.band_rows = (s.h_out + l.bands - 1) / l.bands;  // even bands rather than a short last one
+    const int bands = std::min(s.h_out, std::max((s.h_out + rows - 1) / rows, (min_chunks + s.n - 1) / s.n));
+    l.band_rows = (s.h_out + bands - 1) / bands;  // even bands rather than a short last one
+    l.bands = (s.h_out + l.band_rows - 1) / l.band_rows;
     l.images = 1;
     l.chunks = s.n * l.bands;
   }
@@ -166,6 +184,14 @@ template <typename V>
 Plan make_plan(const Conv2dShape& s) {
   constexpr int kCo = Tile<V>::kCo;
   Plan p;
+  if (s.c_out <= kMaxBlock && s.c_in <= kMaxPrivateCi) {
+    p.co_block = s.c_out;
+    p.ci_block = s.c_in;
+    p.co_blocks = p.ci_blocks = 1;
+    p.private_chunks = true;
+    p.layout = make_layout<V>(s, p.co_block, p.ci_block, kMinTasks);
+    return p;
+  }
   p.co_block = s.c_out <= kCo
                    ? s.c_out
                    : int(round_up<V>(std::size_t(std::min(s.c_out, kMaxBlock)), kCo));
@@ -183,12 +209,12 @@ Plan make_plan(const Conv2dShape& s) {
   }
   p.co_blocks = blocks_of<V>(s.c_out, p.co_block);
   p.ci_blocks = blocks_of<V>(s.c_in, p.ci_block);
-  p.layout = make_layout<V>(s, p.co_block, p.ci_block);
+  p.layout = make_layout<V>(s, p.co_block, p.ci_block, 1);
   return p;
 }
 
-// A buffer per calling thread, kept between calls, aligned for vector loads.
-template <typename V>
+// A buffer per thread and slot, kept between calls, aligned for vector loads.
+template <typename V, int kSlot>
 float* scratch_buffer(std::size_t floats) {
   struct Buffer {
     float* data = nullptr;
@@ -367,6 +393,40 @@ void accumulate_block(const Conv2dShape& s, const Plan& plan, int block, const C
       dbias[co0 + co] += channel_sum<V>(walk, dy_block + co * out_plane);
 }
 
+// Private chunks (see the top): each task copies its chunk of x into its own scratch and adds the
+// whole of dw (and dbias) for that chunk into the chunk's partial; then dw is the sum of the
+// partials in chunk order.
+template <typename V>
+void backward_filter_private(const Conv2dShape& s, const Plan& plan, const float* x, const float* dy,
+                             float* dw, float* dbias) {
+  const Layout& l = plan.layout;
+  const std::size_t in_plane = std::size_t(s.h_in) * s.w_in;
+  const std::size_t dw_size = s.w_size(), stride = dw_size + std::size_t(s.c_out);
+  float* partials = scratch_buffer<V, 1>(stride * std::size_t(l.chunks));
+#pragma omp parallel
+  {
+    float* xs = scratch_buffer<V, 0>(std::size_t(s.c_in) * l.plane);
+#pragma omp for schedule(dynamic, 1)
+    for (int c = 0; c < l.chunks; ++c) {
+      const Chunk ch = chunk_at<V>(s, l, c);
+      for (int i = 0; i < ch.images; ++i)
+        for (int ci = 0; ci < s.c_in; ++ci)
+          copy_x_band<V>(s, l, x + (std::size_t(ch.image + i) * s.c_in + ci) * in_plane, ch.row0, ch.rows,
+                         xs + ci * l.plane + i * l.segment);
+      float* part = partials + std::size_t(c) * stride;
+      zero<V>(part, stride);
+      accumulate_block<V>(s, plan, 0, ch, dy, xs, part, dbias ? part + dw_size : nullptr);
+    }
+    const std::size_t outputs = dbias ? stride : dw_size;
+#pragma omp for schedule(static)
+    for (std::size_t e = 0; e < outputs; ++e) {
+      float sum = 0.0f;
+      for (int c = 0; c < l.chunks; ++c) sum += partials[std::size_t(c) * stride + e];
+      (e < dw_size ? dw[e] : dbias[e - dw_size]) = sum;
+    }
+  }
+}
+
 }  // namespace filter
 
 // dw (and dbias unless null) of a stride-1 conv2d, summed over the batch; outputs overwritten.
@@ -377,8 +437,9 @@ void backward_filter(const Conv2dShape& s, const float* x, const float* dy, floa
   if (dbias) filter::zero<V>(dbias, std::size_t(s.c_out));
   if (s.n <= 0 || s.h_out <= 0 || s.w_out <= 0) return;  // a sum over no pixels
   const filter::Plan plan = filter::make_plan<V>(s);
+  if (plan.private_chunks) return filter::backward_filter_private<V>(s, plan, x, dy, dw, dbias);
   const filter::Layout& l = plan.layout;
-  float* xs = filter::scratch_buffer<V>(std::size_t(s.c_in) * l.plane);
+  float* xs = filter::scratch_buffer<V, 0>(std::size_t(s.c_in) * l.plane);
   const std::size_t in_plane = std::size_t(s.h_in) * s.w_in;
   const int blocks = plan.co_blocks * plan.ci_blocks;
 #pragma omp parallel
