@@ -399,7 +399,15 @@ void backward_data(const ConvTranspose2dShape& s, const float* dy, const float* 
 // planes; zero past w in both. Then they share out
 // fixed blocks of dw; each (ci tile, co) sums its accumulators across lanes and adds them into dw,
 // chunk after chunk in image order.
+//
+// Where dw has fewer than kMinTasks blocks (the last up-convolution, 32 -> 16 channels: 4), the
+// threads would wait at two barriers a chunk for little work each (tens of microseconds a barrier
+// when OpenMP threads sleep). There the chunks are shared out instead ("private chunks", as in
+// conv_direct_filter.h): a task fills its own copy of a chunk, half as long (kPrivateChunkVectors,
+// so that x and dy of all channels stay in its core's L2), computes all of dw for it into the
+// chunk's partial, and the partials are added in chunk order at the end.
 constexpr int kChunkVectors = 128;
+constexpr int kPrivateChunkVectors = 64;
 constexpr int kBlockCi = 16, kBlockCo = 8;  // a block of dw: 16 x 8 channels, the rest at the edges
 
 struct FilterPlan {
@@ -410,6 +418,8 @@ struct FilterPlan {
   int band_rows = 0;    // rows a chunk of each image (h when a chunk is whole images)
   int bands = 0;        // chunks an image
   int ci_blocks = 0, co_blocks = 0;
+  int chunks = 0;               // (image groups) x bands
+  bool private_chunks = false;  // one task a chunk, see above
   std::size_t x_channel() const { return std::size_t(images) * (band_rows + 1) * x_row; }
   std::size_t dy_channel() const { return std::size_t(images) * 4 * band_rows * row; }
 };
@@ -420,19 +430,22 @@ FilterPlan make_filter_plan(const ConvTranspose2dShape& s) {
   p.vectors = ceil_div(s.w_in, V::kLanes);
   p.row = p.vectors * V::kLanes;
   p.x_row = 2 * p.row;
+  p.ci_blocks = ceil_div(s.c_in, kBlockCi);
+  p.co_blocks = ceil_div(s.c_out, kBlockCo);
+  p.private_chunks = p.ci_blocks * p.co_blocks < kMinTasks;
+  const int chunk_vectors = p.private_chunks ? kPrivateChunkVectors : kChunkVectors;
   const int image_vectors = p.vectors * s.h_in;
-  if (image_vectors <= kChunkVectors) {
-    p.images = std::clamp(kChunkVectors / image_vectors, 1, std::max(s.n, 1));
+  if (image_vectors <= chunk_vectors) {
+    p.images = std::clamp(chunk_vectors / image_vectors, 1, std::max(s.n, 1));
     p.band_rows = s.h_in;
     p.bands = 1;
   } else {
     p.images = 1;
-    p.bands = ceil_div(s.h_in, std::max(kChunkVectors / p.vectors, 1));
+    p.bands = ceil_div(s.h_in, std::max(chunk_vectors / p.vectors, 1));
     p.band_rows = ceil_div(s.h_in, p.bands);
     p.bands = ceil_div(s.h_in, p.band_rows);
   }
-  p.ci_blocks = ceil_div(s.c_in, kBlockCi);
-  p.co_blocks = ceil_div(s.c_out, kBlockCo);
+  p.chunks = ceil_div(s.n, p.images) * p.bands;
   return p;
 }
 
@@ -444,48 +457,58 @@ FilterPlan make_filter_plan(const ConvTranspose2dShape& s) {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
-// Copies chunk (images [image0, image0 + images), rows [top, top + rows)) into the buffers. With
-// sums: sums[co] += the chunk's dy of channel co, images then rows then columns in order.
+// One input channel of chunk (images [image0, image0 + images), rows [top, top + rows)) into xb.
 template <typename V>
-void fill_chunk(const ConvTranspose2dShape& s, const FilterPlan& p, const float* x, const float* dy, int image0,
-                int images, int top, int rows, float* xb, float* dyb, double* sums) {
+void fill_x(const ConvTranspose2dShape& s, const FilterPlan& p, const float* x, int ci, int image0, int images,
+            int top, int rows, float* xb) {
   const std::size_t x_plane = std::size_t(s.h_in) * s.w_in;
-  const std::size_t dy_plane = std::size_t(s.h_out) * s.w_out;
-#pragma omp for schedule(static) nowait
-  for (int ci = 0; ci < s.c_in; ++ci)
-    for (int i = 0; i < p.images; ++i) {
-      float* dst = xb + ci * p.x_channel() + std::size_t(i) * (p.band_rows + 1) * p.x_row;
-      for (int r = 0; r <= p.band_rows; ++r, dst += p.x_row) {
-        const int ih = top - 1 + r;
-        std::memset(dst, 0, p.x_row * sizeof(float));
-        if (i >= images || ih < 0 || r > rows) continue;
-        const float* src = x + (std::size_t(image0 + i) * s.c_in + ci) * x_plane + std::size_t(ih) * s.w_in;
-        std::memcpy(dst, src, s.w_in * sizeof(float));
-        // x[p][w - 1] would land at q = w, past a row that is exactly full: no tap reads it there.
-        std::memcpy(dst + p.row + 1, src, std::min(s.w_in, p.row - 1) * sizeof(float));
-      }
+  for (int i = 0; i < p.images; ++i) {
+    float* dst = xb + ci * p.x_channel() + std::size_t(i) * (p.band_rows + 1) * p.x_row;
+    for (int r = 0; r <= p.band_rows; ++r, dst += p.x_row) {
+      const int ih = top - 1 + r;
+      std::memset(dst, 0, p.x_row * sizeof(float));
+      if (i >= images || ih < 0 || r > rows) continue;
+      const float* src = x + (std::size_t(image0 + i) * s.c_in + ci) * x_plane + std::size_t(ih) * s.w_in;
+      std::memcpy(dst, src, s.w_in * sizeof(float));
+      // x[p][w - 1] would land at q = w, past a row that is exactly full: no tap reads it there.
+      std::memcpy(dst + p.row + 1, src, std::min(s.w_in, p.row - 1) * sizeof(float));
     }
-#pragma omp for schedule(static)
-  for (int co = 0; co < s.c_out; ++co) {
-    // The chunk's dy of channel co in lanes, in the order of the rows and vectors of its planes.
-    typename V::Reg sum = V::zero();
-    for (int i = 0; i < p.images; ++i) {
-      float* planes = dyb + co * p.dy_channel() + std::size_t(i) * 4 * p.band_rows * p.row;
-      std::memset(planes, 0, 4 * std::size_t(p.band_rows) * p.row * sizeof(float));
-      if (i >= images) continue;
-      const float* image = dy + (std::size_t(image0 + i) * s.c_out + co) * dy_plane;
-      for (int r = 0; r < rows; ++r)
-        for (int parity = 0; parity < 2; ++parity) {
-          const float* src = image + std::size_t(2 * (top + r) + parity) * s.w_out;
-          float* even = planes + (std::size_t(2 * parity) * p.band_rows + r) * p.row;
-          float* odd = even + std::size_t(p.band_rows) * p.row;
-          split_row<V>(src, s.w_out, even, odd);
-          if (!sums) continue;
-          for (int q = 0; q < p.row; q += V::kLanes) sum = V::add(sum, V::add(V::load(even + q), V::load(odd + q)));
-        }
-    }
-    if (sums) sums[co] += V::hsum(sum);
   }
+}
+
+// One output channel of the chunk's dy into its phase planes in dyb; returns the sum of that dy,
+// images then rows then columns in order (for dbias), when `sum`.
+template <typename V>
+float fill_dy(const ConvTranspose2dShape& s, const FilterPlan& p, const float* dy, int co, int image0, int images,
+              int top, int rows, float* dyb, bool sum) {
+  const std::size_t dy_plane = std::size_t(s.h_out) * s.w_out;
+  typename V::Reg total = V::zero();
+  for (int i = 0; i < p.images; ++i) {
+    float* planes = dyb + co * p.dy_channel() + std::size_t(i) * 4 * p.band_rows * p.row;
+    std::memset(planes, 0, 4 * std::size_t(p.band_rows) * p.row * sizeof(float));
+    if (i >= images) continue;
+    const float* image = dy + (std::size_t(image0 + i) * s.c_out + co) * dy_plane;
+    for (int r = 0; r < rows; ++r)
+      for (int parity = 0; parity < 2; ++parity) {
+        const float* src = image + std::size_t(2 * (top + r) + parity) * s.w_out;
+        float* even = planes + (std::size_t(2 * parity) * p.band_rows + r) * p.row;
+        float* odd = even + std::size_t(p.band_rows) * p.row;
+        split_row<V>(src, s.w_out, even, odd);
+        if (!sum) continue;
+        for (int q = 0; q < p.row; q += V::kLanes) total = V::add(total, V::add(V::load(even + q), V::load(odd + q)));
+      }
+  }
+  return sum ? V::hsum(total) : 0.0f;
+}
+
+// Chunk c: its first image, image count, first row and row count.
+struct FilterChunk {
+  int image0, images, top, rows;
+};
+template <typename V>
+FilterChunk filter_chunk(const ConvTranspose2dShape& s, const FilterPlan& p, int c) {
+  const int image0 = c / p.bands * p.images, top = c % p.bands * p.band_rows;
+  return {image0, std::min(p.images, s.n - image0), top, std::min(p.band_rows, s.h_in - top)};
 }
 
 // The CI x 9 accumulators of input channels ci0.. and output channel co over the chunk's pixels,
@@ -560,9 +583,48 @@ void filter_block(const ConvTranspose2dShape& s, const FilterPlan& p, const floa
   }
 }
 
+// Private chunks (see above): each task fills its own scratch with a chunk and adds all of dw, and
+// dbias, for it into the chunk's partial; dw is the sum of the partials in chunk order.
+template <typename V>
+void backward_filter_private(const ConvTranspose2dShape& s, const FilterPlan& p, const float* x, const float* dy,
+                             float* dw, float* dbias) {
+  const std::size_t dw_size = s.w_size(), stride = dw_size + std::size_t(s.c_out);
+  const std::unique_ptr<float[]> partials = std::make_unique_for_overwrite<float[]>(stride * p.chunks);
+  const int blocks = p.ci_blocks * p.co_blocks;
+#pragma omp parallel
+  {
+    const auto x_scratch = make_scratch<V>(std::size_t(s.c_in) * p.x_channel());
+    const auto dy_scratch = make_scratch<V>(std::size_t(s.c_out) * p.dy_channel());
+    float* const xb = aligned<V>(x_scratch);
+    float* const dyb = aligned<V>(dy_scratch);
+#pragma omp for schedule(dynamic, 1)
+    for (int c = 0; c < p.chunks; ++c) {
+      const FilterChunk ch = filter_chunk<V>(s, p, c);
+      float* part = partials.get() + std::size_t(c) * stride;
+      for (int ci = 0; ci < s.c_in; ++ci) fill_x<V>(s, p, x, ci, ch.image0, ch.images, ch.top, ch.rows, xb);
+      for (int co = 0; co < s.c_out; ++co)
+        part[dw_size + co] = fill_dy<V>(s, p, dy, co, ch.image0, ch.images, ch.top, ch.rows, dyb, dbias != nullptr);
+      std::memset(part, 0, dw_size * sizeof(float));
+      for (int b = 0; b < blocks; ++b) filter_block<V>(s, p, xb, dyb, b, part);
+    }
+#pragma omp for schedule(static)
+    for (std::size_t e = 0; e < dw_size; ++e) {
+      float sum = 0.0f;
+      for (int c = 0; c < p.chunks; ++c) sum += partials[std::size_t(c) * stride + e];
+      dw[e] = sum;
+    }
+  }
+  for (int co = 0; co < (dbias ? s.c_out : 0); ++co) {
+    double sum = 0;
+    for (int c = 0; c < p.chunks; ++c) sum += partials[std::size_t(c) * stride + dw_size + co];
+    dbias[co] = float(sum);
+  }
+}
+
 template <typename V>
 void backward_filter(const ConvTranspose2dShape& s, const float* x, const float* dy, float* dw, float* dbias) {
   const FilterPlan p = make_filter_plan<V>(s);
+  if (p.private_chunks) return backward_filter_private<V>(s, p, x, dy, dw, dbias);
   const auto x_scratch = make_scratch<V>(std::size_t(s.c_in) * p.x_channel());
   const auto dy_scratch = make_scratch<V>(std::size_t(s.c_out) * p.dy_channel());
   float* const xb = aligned<V>(x_scratch);
@@ -571,16 +633,20 @@ void backward_filter(const ConvTranspose2dShape& s, const float* x, const float*
   const int blocks = p.ci_blocks * p.co_blocks;
   std::memset(dw, 0, s.w_size() * sizeof(float));
 #pragma omp parallel
-  for (int image0 = 0; image0 < s.n; image0 += p.images)
-    for (int band = 0; band < p.bands; ++band) {
-      const int top = band * p.band_rows;
-      fill_chunk<V>(s, p, x, dy, image0, std::min(p.images, s.n - image0), top,
-                    std::min(p.band_rows, s.h_in - top), xb, dyb, dbias ? sums.get() : nullptr);
-      // (the fill's barrier: the chunk is complete)
+  for (int c = 0; c < p.chunks; ++c) {
+    const FilterChunk ch = filter_chunk<V>(s, p, c);
+#pragma omp for schedule(static) nowait
+    for (int ci = 0; ci < s.c_in; ++ci) fill_x<V>(s, p, x, ci, ch.image0, ch.images, ch.top, ch.rows, xb);
 #pragma omp for schedule(static)
-      for (int b = 0; b < blocks; ++b) filter_block<V>(s, p, xb, dyb, b, dw);
-      // (and this one: nobody refills the chunk while a block still reads it)
+    for (int co = 0; co < s.c_out; ++co) {
+      const float sum = fill_dy<V>(s, p, dy, co, ch.image0, ch.images, ch.top, ch.rows, dyb, dbias != nullptr);
+      if (dbias) sums[co] += sum;
     }
+    // (the fill's barrier: the chunk is complete)
+#pragma omp for schedule(static)
+    for (int b = 0; b < blocks; ++b) filter_block<V>(s, p, xb, dyb, b, dw);
+    // (and this one: nobody refills the chunk while a block still reads it)
+  }
   for (int co = 0; co < (dbias ? s.c_out : 0); ++co) dbias[co] = float(sums[co]);
 }
 

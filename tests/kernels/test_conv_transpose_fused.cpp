@@ -126,8 +126,11 @@ TEST_CASE("fused conv_transpose: results are bitwise identical for 1 and 2 threa
     return a.size() == c.size() && std::memcmp(a.data(), c.data(), a.size() * sizeof(float)) == 0;
   };
   const int saved = omp_get_max_threads();
+  // The weight gradient's two ways to share work: private chunks (few blocks of dw: the first two
+  // shapes), and blocks of dw shared chunk after chunk (2 x 4 blocks: the third).
   for (const auto& s : {conv_transpose2d_shape(3, 16, 15, 15, 24, 3, 2, Padding::Same),
-                        conv_transpose2d_shape(2, 5, 40, 37, 6, 3, 2, Padding::Same)}) {
+                        conv_transpose2d_shape(2, 5, 40, 37, 6, 3, 2, Padding::Same),
+                        conv_transpose2d_shape(2, 24, 40, 37, 32, 3, 2, Padding::Same)}) {
     INFO(describe(s));
     const auto x = random_vector<float>(s.x_size(), 400);
     const auto w = random_vector<float>(s.w_size(), 401);
