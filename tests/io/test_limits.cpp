@@ -30,11 +30,9 @@ void put16(std::vector<uint8_t>& b, uint16_t v) {
   b.push_back(uint8_t(v >> 8));
 }
 
-// A little-endian baseline TIFF of one uncompressed strip whose header claims width x height
-// grey pixels while the file holds a single byte of them.
-std::vector<uint8_t> lying_tiff(uint32_t width, uint32_t height) {
-  const std::vector<std::pair<uint16_t, uint32_t>> fields = {
-      {256, width}, {257, height}, {258, 8}, {259, 1}, {262, 1}, {273, 0}, {277, 1}, {278, height}, {279, 1}};
+// A little-endian TIFF of 8-bit grey pixels with these (tag, value) fields, sorted by tag, one
+// value each; the strip or tile offset (273 or 324) points at a single data byte after them.
+std::vector<uint8_t> tiff_with(const std::vector<std::pair<uint16_t, uint32_t>>& fields) {
   const uint32_t data_offset = 8 + 2 + 12 * uint32_t(fields.size()) + 4;
   std::vector<uint8_t> b = {'I', 'I', 42, 0};
   put32(b, 8);
@@ -44,11 +42,24 @@ std::vector<uint8_t> lying_tiff(uint32_t width, uint32_t height) {
     put16(b, tag);
     put16(b, is_short ? 3 : 4);  // SHORT or LONG
     put32(b, 1);
-    put32(b, tag == 273 ? data_offset : value);  // a SHORT sits in the low bytes (little-endian)
+    put32(b, tag == 273 || tag == 324 ? data_offset : value);  // a SHORT sits in the low bytes (little-endian)
   }
   put32(b, 0);
   b.push_back(0x80);
   return b;
+}
+
+// One uncompressed strip whose header claims width x height pixels while the file holds a single
+// byte of them.
+std::vector<uint8_t> lying_tiff(uint32_t width, uint32_t height) {
+  return tiff_with({{256, width}, {257, height}, {258, 8}, {259, 1}, {262, 1}, {273, 0}, {277, 1}, {278, height},
+                    {279, 1}});
+}
+
+// A small image in one tile of tile_width x tile_height pixels, of which the file holds one byte.
+std::vector<uint8_t> lying_tiled_tiff(uint32_t width, uint32_t height, uint32_t tile_width, uint32_t tile_height) {
+  return tiff_with({{256, width}, {257, height}, {258, 8}, {259, 1}, {262, 1}, {277, 1}, {322, tile_width},
+                    {323, tile_height}, {324, 0}, {325, 1}});
 }
 
 }  // namespace
@@ -73,6 +84,20 @@ TEST_CASE("limits: a tiny TIFF claiming 65536 x 65536 pixels fails before alloca
   // Within the limit, a claim beyond what the file's bytes can hold is still refused.
   write_bytes(path, lying_tiff(4000, 4000));
   CHECK_THAT(error_of([&] { read_image(path); }), Contains(path) && Contains("bytes can hold"));
+}
+
+// Found by fuzzing: a 250-byte TIFF of 10 x 154 pixels in one tile of 65026 x 12548 made us
+// allocate the 816 MB tile before reading it.
+TEST_CASE("limits: a small TIFF claiming tiles far larger than its bytes can hold fails before allocating",
+          "[io][limits][image]") {
+  TempDir dir;
+  const std::string path = dir.file("tiles.tif");
+  write_bytes(path, lying_tiled_tiff(10, 154, 65024, 12544));
+  CHECK_THAT(error_of([&] { read_image(path); }),
+             Contains(path) && Contains("tile of 65024 x 12544 pixels") && Contains("bytes can hold"));
+  // A tile larger than the image, but one the file could fill, is read (and found truncated here).
+  write_bytes(path, lying_tiled_tiff(10, 154, 16, 160));
+  CHECK_THAT(error_of([&] { read_image(path); }), Contains(path) && !Contains("bytes can hold"));
 }
 
 TEST_CASE("limits: a PNG over the limit is refused by its header", "[io][limits][image]") {

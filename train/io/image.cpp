@@ -180,15 +180,20 @@ const char* sample_format_name(uint16_t format) {
 
 // A damaged header must not make us allocate gigabytes before the first strip is read.
 // No compression libtiff decodes here packs more than ~4096 bytes into one (LZW's longest
-// code), so a header claiming more than that of the file's size is a lie.
+// code), so a header claiming more than that of the file's size is a lie. `what` is the image
+// or the tile, of width x height pixels and `bytes` bytes decoded.
+void check_fits_file(const TiffFile& file, const char* what, uint32_t width, uint32_t height, uint64_t bytes) {
+  std::error_code error;
+  const uint64_t file_bytes = std::filesystem::file_size(file.path(), error);
+  if (!error && bytes > 4096 * file_bytes)
+    throw file.error(std::string("bad header: ") + what + " of " + std::to_string(width) + " x " +
+                     std::to_string(height) + " pixels, more than " + std::to_string(file_bytes) + " bytes can hold");
+}
+
 void check_size(const TiffFile& file, const TiffLayout& layout) {
   check_decoded_size(file.path(), "image of height x width x samples",
                      {int64_t(layout.height), int64_t(layout.width), int64_t(layout.samples)});
-  std::error_code error;
-  const uint64_t file_bytes = std::filesystem::file_size(file.path(), error);
-  if (!error && uint64_t(layout.height) * layout.row_bytes() > 4096 * file_bytes)
-    throw file.error("bad header: image of " + std::to_string(layout.width) + " x " + std::to_string(layout.height) +
-                     " pixels, more than " + std::to_string(file_bytes) + " bytes can hold");
+  check_fits_file(file, "image", layout.width, layout.height, uint64_t(layout.height) * layout.row_bytes());
 }
 
 TiffLayout tiff_layout(const TiffFile& file) {
@@ -254,6 +259,8 @@ void read_tiles(const TiffFile& file, const TiffLayout& layout, std::vector<uint
   uint32_t tile_width = file.field32(TIFFTAG_TILEWIDTH, "TileWidth");
   uint32_t tile_height = file.field32(TIFFTAG_TILELENGTH, "TileLength");
   std::size_t pixel_bytes = std::size_t(layout.samples) * layout.bytes_per_sample;
+  // A tile is allocated whole, and may be larger than the image: bound it like the image.
+  check_fits_file(file, "tile", tile_width, tile_height, uint64_t(TIFFTileSize64(tif)));
   std::vector<uint8_t> buffer(std::size_t(TIFFTileSize(tif)));
   if (buffer.size() < std::size_t(tile_width) * tile_height * pixel_bytes) {
     throw file.error("bad header: tile size inconsistent with TileWidth and TileLength");
