@@ -22,13 +22,13 @@
 // chunk, from L2, through the register tiles. So every input element is read from memory once,
 // and a block's x and dy stay in L2 while all its tiles pass over them.
 //
-// Where all of dw fits one block of few input channels (the image layer and the 16-channel
-// layers), the chunks are shared out instead, with no barrier between them: a
-// task copies its own chunk of x and computes the whole of dw for it into a partial of its own,
-// and the partials are summed in chunk order at the end. Sharing blocks would leave few of them
-// for a chunk (4 on the image layer) and costs two barriers a chunk, which under a passive OpenMP
-// wait policy (threads sleep rather than spin) take tens of microseconds each, as much as a
-// small chunk's work.
+// Where all of dw fits one block of few input channels (c_in <= 16, c_out <= 32: the image layer
+// and the 16-channel layers), the chunks are shared out instead ("private chunks"), with no
+// barrier between them: a task copies its own chunk of x and computes the whole of dw for it into
+// a partial of its own, and the partials are summed in chunk order at the end. Sharing blocks
+// would leave few of them for a chunk (4 on the image layer) and costs two barriers a chunk,
+// which under a passive OpenMP wait policy (threads sleep rather than spin) take tens of
+// microseconds each, as much as a small chunk's work.
 //
 // Determinism: the blocks, the chunks and the order in which chunks (in image order) and lanes
 // are added into each dw element follow from the shape alone, never from the thread count, so
