@@ -13,8 +13,10 @@
 #   bench_e2e     training step and inference at batch 1, 6, 16, 64: images/s, peak memory
 #   profile       `unet profile --device cuda` at batch 6 and 64, traces, and predicted vs measured
 #   pytorch       the same training step in PyTorch on the GPU (FP32/TF32, NCHW/channels_last)
-# Results: summary.md, summary.json, logs/ and every JSON/trace under $OUT (build-gpu-check/ when
-# OUT is unset); the summary is printed last. Exit status 1 when a stage failed.
+# Results: summary.md, summary.json, logs/ and every JSON/trace in build-gpu-check/, all of them
+# also packed as results.tar.gz; with OUT set (the GPU machine), in a scratch folder, and $OUT gets
+# summary.md, summary.json and results.tar.gz. The summary is printed last. Exit status 1 when a
+# stage failed.
 #
 # Usage: scripts/gpu_check.sh [--dry-run] [--bundle DIR]
 #   --dry-run  no GPU needed: runs bundle and smoke with only the bundle's libraries (and the
@@ -36,7 +38,11 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-out=${OUT:-build-gpu-check}
+# The device machine sends back only a few files from $OUT, so with OUT set the stages write to a
+# scratch folder and $OUT receives summary.md, summary.json and results.tar.gz (everything).
+dest=${OUT:-}
+out=build-gpu-check
+[ -z "$dest" ] || out=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")
 mkdir -p "$out/logs"
 out=$(cd "$out" && pwd)
 bundle=$(cd "$bundle" 2>/dev/null && pwd || echo "$PWD/$bundle")
@@ -280,24 +286,50 @@ stage_test_backend() {
 }
 
 stage_training() {
-  local run summary="" bad=0
-  for run in cpu:cudnn cuda:cudnn cuda:handwritten; do
-    ours unet train --data phantom:5 --size 128 --epochs 1 --batch 6 --seed 1 --device "${run%%:*}" \
-      --conv "${run##*:}" --out "$out/training/${run/:/_}"
+  # After an epoch, val_loss depends chaotically on round-off (the model is early in training and
+  # eval-mode batch norm uses running statistics of a few steps): two correct CPU kernel sets
+  # differ by ~4% here. So: the epoch's training loss must agree within 1e-3; the CPU's best
+  # checkpoint, scored on CUDA, must give the CPU's pooled Dice and pixel accuracy within 1e-3
+  # (same weights: only round-off near the threshold); and val_loss must stay within 3x the
+  # spread of the two CPU kernel sets (at least 1e-3), which only a real fault exceeds.
+  local run summary="" bad=0 t=$out/training
+  ours unet train --data phantom:5 --size 128 --epochs 1 --batch 6 --seed 1 --device cpu --out "$t/cpu"
+  ours unet train --data phantom:5 --size 128 --epochs 1 --batch 6 --seed 1 --device cpu \
+    --kernels im2col_gemm --out "$t/cpu_im2col_gemm"
+  for run in cudnn handwritten; do
+    ours unet train --data phantom:5 --size 128 --epochs 1 --batch 6 --seed 1 --device cuda --conv "$run" \
+      --out "$t/cuda_$run"
   done
-  for run in cuda_cudnn cuda_handwritten; do
-    # log.csv: epoch,loss,val_loss,... ; relative differences of loss and val_loss against the CPU.
-    local diff
-    diff=$(paste -d, <(sed -n 2p "$out/training/cpu_cudnn/log.csv") <(sed -n 2p "$out/training/$run/log.csv") |
-           awk -F, '{ n = NF / 2; d1 = ($(n+2) - $2) / $2; d2 = ($(n+3) - $3) / $3
-                      d1 = d1 < 0 ? -d1 : d1; d2 = d2 < 0 ? -d2 : d2
-                      printf "%.2e %.2e", d1, d2 }')
-    summary="$summary $run: loss rel. diff ${diff% *}, val_loss ${diff#* };"
-    if awk -v a="${diff% *}" -v b="${diff#* }" 'BEGIN { exit !(a > 1e-3 || b > 1e-3) }'; then
-      bad=1
-    fi
+  for run in cpu cuda; do
+    ours unet eval --checkpoint "$t/cpu/best.ckpt" --data phantom:5 --split "$t/cpu/split.txt" --device "$run" \
+      --overlays 0 --out "$t/eval_$run"
   done
-  reason "reference model, 1 epoch (4 patients, 128 px, batch 6) vs CPU:$summary tolerance 1e-3"
+  # rel_diff A B COLUMN: |B - A| / |A| of a log.csv column (2: loss, 3: val_loss) of runs A and B.
+  rel_diff() {
+    paste -d, <(sed -n 2p "$t/$1/log.csv") <(sed -n 2p "$t/$2/log.csv") |
+      awk -F, -v c="$3" '{ n = NF / 2; d = ($(n + c) - $c) / $c; printf "%.2e", d < 0 ? -d : d }'
+  }
+  # pooled FIELD RUN: that field of the "pooled" line of an eval's summary.json.
+  pooled() { grep '"pooled"' "$t/$2/summary.json" | grep -o "\"$1\": [-0-9.e]*" | awk '{ print $2 }'; }
+  above() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a > b) }'; }
+  local spread bound
+  spread=$(rel_diff cpu cpu_im2col_gemm 3)
+  bound=$(awk -v s="$spread" 'BEGIN { b = 3 * s; printf "%.2e", (b > 1e-3 ? b : 1e-3) }')
+  for run in cudnn handwritten; do
+    local loss val
+    loss=$(rel_diff cpu "cuda_$run" 2) val=$(rel_diff cpu "cuda_$run" 3)
+    summary="$summary $run: loss rel. diff $loss, val_loss $val;"
+    if above "$loss" 1e-3 || above "$val" "$bound"; then bad=1; fi
+  done
+  local field scores=""
+  for field in dice accuracy; do
+    local a b d
+    a=$(pooled "$field" eval_cpu) b=$(pooled "$field" eval_cuda)
+    d=$(awk -v a="$a" -v b="$b" 'BEGIN { d = b - a; printf "%.1e", d < 0 ? -d : d }')
+    scores="$scores $field $a vs $b (|diff| $d);"
+    if [ -z "$a" ] || [ -z "$b" ] || above "$d" 1e-3; then bad=1; fi
+  done
+  reason "reference model, 1 epoch (4 patients, 128 px, batch 6) vs CPU:$summary tolerances 1e-3 (loss), $bound (val_loss: 3x the CPU kernel sets' $spread); CPU checkpoint scored on CUDA (cuDNN):$scores tolerance 1e-3"
   return "$bad"
 }
 
@@ -421,7 +453,7 @@ run_stage test_cuda 120 gpu
 run_stage test_backend 60 gpu
 run_stage training 90 gpu
 run_stage sanitizer 90 gpu
-run_stage bench_kernels 90 gpu
+run_stage bench_kernels 150 gpu
 run_stage bench_e2e 90 gpu
 run_stage profile 60 gpu
 run_stage pytorch 120 gpu
@@ -473,7 +505,12 @@ failed=$(awk -F'\t' '$2 == "fail"' "$results" | wc -l)
     fi
   done
   echo
-  echo "$failed stage(s) failed. Files: $out (logs/ holds each stage's output)."
+  echo "$failed stage(s) failed. Files: ${dest:-$out} (results.tar.gz holds every file; logs/ each stage's output)."
 } >"$out/summary.md"
+tar -czf "$out.tar.gz" -C "$out" . && mv "$out.tar.gz" "$out/results.tar.gz"
+if [ -n "$dest" ]; then
+  mkdir -p "$dest"
+  cp "$out/summary.md" "$out/summary.json" "$out/results.tar.gz" "$dest/"
+fi
 cat "$out/summary.md"
 [ "$failed" = 0 ]

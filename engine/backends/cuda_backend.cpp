@@ -1,6 +1,6 @@
 // The CUDA backend: device memory from a caching allocator over cudaMalloc, one stream, and each
 // primitive forwarded to a handwritten kernel launcher (kernels/cuda/) or, for convolutions on a
-// real GPU, to cuDNN (cudnn_conv.h) when engine_options().cudnn is set.
+// real GPU, to cuDNN (cudnn_conv.h, cudnn_conv_transpose.h) when engine_options().cudnn is set.
 //
 // Compiled twice (see cuda_backend.h): with UNET_CUDA_EMULATION the runtime calls and launches
 // go to the CPU emulation layer and cuDNN is absent, so convolutions use the handwritten kernels.
@@ -15,6 +15,7 @@
 
 #if !defined(UNET_CUDA_EMULATION)
 #include "engine/backends/cudnn_conv.h"
+#include "engine/backends/cudnn_conv_transpose.h"
 #endif
 
 namespace unet::UNET_CUDA_NS {
@@ -35,10 +36,12 @@ class CudaBackend final : public Backend {
     UNET_CUDA_CHECK(cudaStreamCreate(&stream_));
 #if !defined(UNET_CUDA_EMULATION)
     cudnn_ = std::make_unique<CudnnConv>(stream_, allocator_);
+    cudnn_transpose_ = std::make_unique<CudnnConvTranspose>(*cudnn_, allocator_);
 #endif
   }
   ~CudaBackend() override {
 #if !defined(UNET_CUDA_EMULATION)
+    cudnn_transpose_.reset();
     cudnn_.reset();
 #endif
     if (adam_table_) allocator_.deallocate(adam_table_, adam_table_capacity_);
@@ -86,14 +89,23 @@ class CudaBackend final : public Backend {
   }
   void conv_transpose2d_forward(const ConvTranspose2dShape& s, const float* x, const float* w,
                                 const float* bias, float* y) override {
+#if !defined(UNET_CUDA_EMULATION)
+    if (use_cudnn(s)) return cudnn_transpose_->forward(s, x, w, bias, y);
+#endif
     k::conv_transpose2d_forward(s, x, w, bias, y, stream_);
   }
   void conv_transpose2d_backward_data(const ConvTranspose2dShape& s, const float* dy,
                                       const float* w, float* dx) override {
+#if !defined(UNET_CUDA_EMULATION)
+    if (use_cudnn(s)) return cudnn_transpose_->backward_data(s, dy, w, dx);
+#endif
     k::conv_transpose2d_backward_data(s, dy, w, dx, stream_);
   }
   void conv_transpose2d_backward_filter(const ConvTranspose2dShape& s, const float* x,
                                         const float* dy, float* dw, float* dbias) override {
+#if !defined(UNET_CUDA_EMULATION)
+    if (use_cudnn(s)) return cudnn_transpose_->backward_filter(s, x, dy, dw, dbias);
+#endif
     k::conv_transpose2d_backward_filter(s, x, dy, dw, dbias, stream_);
   }
 
@@ -195,6 +207,9 @@ class CudaBackend final : public Backend {
   // cuDNN is the default on a real GPU; shapes it cannot express (asymmetric padding) and the
   // handwritten switch (engine_options().cudnn = false) take our kernels.
   bool use_cudnn(const Conv2dShape& s) const { return engine_options().cudnn && CudnnConv::supports(s); }
+  bool use_cudnn(const ConvTranspose2dShape& s) const {
+    return engine_options().cudnn && CudnnConvTranspose::supports(s);
+  }
 #endif
 
   CachingAllocator allocator_;
@@ -203,6 +218,7 @@ class CudaBackend final : public Backend {
   std::size_t adam_table_capacity_ = 0;
 #if !defined(UNET_CUDA_EMULATION)
   std::unique_ptr<CudnnConv> cudnn_;
+  std::unique_ptr<CudnnConvTranspose> cudnn_transpose_;
 #endif
 };
 

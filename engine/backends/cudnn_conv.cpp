@@ -7,15 +7,6 @@
 #include "engine/backends/cuda_check.h"
 #include "engine/options.h"
 
-#define UNET_CUDNN_CHECK(call)                                                                  \
-  do {                                                                                          \
-    const cudnnStatus_t unet_status_ = (call);                                                  \
-    if (unet_status_ != CUDNN_STATUS_SUCCESS) {                                                 \
-      throw std::runtime_error(std::string(__FILE__) + ":" + std::to_string(__LINE__) + ": " + \
-                               #call + " failed: " + cudnn_error_string(unet_status_));         \
-    }                                                                                           \
-  } while (0)
-
 namespace unet::cuda {
 
 std::string cudnn_error_string(cudnnStatus_t status) { return cudnnGetErrorString(status); }

@@ -13,10 +13,21 @@
 #include <array>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include "engine/allocator.h"
 #include "kernels/shapes.h"
+
+// Throws with the call, its place and cuDNN's words when a cuDNN call fails.
+#define UNET_CUDNN_CHECK(call)                                                                  \
+  do {                                                                                          \
+    const cudnnStatus_t unet_status_ = (call);                                                  \
+    if (unet_status_ != CUDNN_STATUS_SUCCESS) {                                                 \
+      throw std::runtime_error(std::string(__FILE__) + ":" + std::to_string(__LINE__) + ": " + \
+                               #call + " failed: " + cudnn_error_string(unet_status_));         \
+    }                                                                                           \
+  } while (0)
 
 namespace unet::cuda {
 
@@ -54,6 +65,8 @@ class CudnnConv {
   void backward_data(const Conv2dShape& s, const float* dy, const float* w, float* dx);
   void backward_filter(const Conv2dShape& s, const float* x, const float* dy, float* dw,
                        float* dbias);
+
+  cudnnHandle_t handle() const { return handle_; }
 
  private:
   struct Plan;

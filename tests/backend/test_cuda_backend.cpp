@@ -125,6 +125,29 @@ TEST_CASE("conv2d on the CUDA backend's default path (cuDNN on a real GPU) match
   for (std::size_t i = 0; i < cpu.size(); ++i) test::require_close(gpu[i], cpu[i], 1e-3, 1e-4, names[i]);
 }
 
+TEST_CASE("conv_transpose2d on the CUDA backend's default path (cuDNN on a real GPU) matches the CPU", "[cuda][backend][cudnn]") {
+  if (!cuda_ready()) return;
+  REQUIRE(engine_options().cudnn);
+  // 'same' (0 before, 1 after: cuDNN computes a larger image and crops it) and 'valid' (exact).
+  for (const ops::Padding padding : {ops::Padding::Same, ops::Padding::Valid}) {
+    auto run = [padding](Device device) {
+      Tensor x = Tensor::from_vector({2, 8, 15, 13}, test::random_vector<float>(2 * 8 * 15 * 13, 1)).to(device);
+      Tensor w = Tensor::from_vector({8, 4, 3, 3}, test::random_vector<float>(8 * 4 * 9, 2, -0.2, 0.2)).to(device);
+      Tensor b = Tensor::from_vector({4}, test::random_vector<float>(4, 3)).to(device);
+      for (Tensor* t : {&x, &w, &b}) *t = t->detach().set_requires_grad(true);
+      const Tensor y = ops::conv_transpose2d(x, w, b, 2, padding);
+      // A weight per output element, so that dy is not y itself and every position of dy matters.
+      const Tensor weights = Tensor::from_vector(y.shape(), test::random_vector<float>(static_cast<std::size_t>(y.numel()), 4)).to(device);
+      ops::sum(ops::mul(ops::mul(y, y), weights)).backward();
+      return std::vector<std::vector<float>>{y.to_vector(), x.grad().to_vector(), w.grad().to_vector(), b.grad().to_vector()};
+    };
+    INFO((padding == ops::Padding::Same ? "same" : "valid"));
+    const auto cpu = run(Device::CPU), gpu = run(Device::CUDA);
+    const char* names[] = {"y", "dx", "dw", "dbias"};
+    for (std::size_t i = 0; i < cpu.size(); ++i) test::require_close(gpu[i], cpu[i], 1e-3, 1e-4, names[i]);
+  }
+}
+
 TEST_CASE("a trained U-Net in eval mode gives the same output on the CUDA backend as on the CPU", "[cuda][backend]") {
   if (!cuda_ready()) return;
   engine_options().cudnn = false;  // handwritten conv2d and transposed conv both in the path
