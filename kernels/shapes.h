@@ -102,6 +102,15 @@ inline ConvTranspose2dShape conv_transpose2d_shape(int n, int c_in, int h, int w
   return s;
 }
 
+// The convolution a transposed convolution is the adjoint of: from y's c_out channels and size
+// to x's c_in channels and size, with the same kernel, stride and padding before (the padding
+// after is what the sizes leave). The transposed convolution's forward pass is this
+// convolution's backward-data pass, its backward-data pass this forward pass, and its weights
+// [c_in, c_out, kh, kw] are this convolution's [c_out, c_in, kh, kw] as they lie in memory.
+inline Conv2dShape adjoint_convolution(const ConvTranspose2dShape& t) {
+  return {t.n, t.c_out, t.h_out, t.w_out, t.c_in, t.kh, t.kw, t.stride, t.pad_top, t.pad_left, t.h_in, t.w_in};
+}
+
 // Per-channel normalisation over N x HW elements of each of C channels.
 struct BatchNormShape {
   int n = 0, c = 0, hw = 0;

@@ -45,6 +45,7 @@ class CudaBackend final : public Backend {
     cudnn_.reset();
 #endif
     if (adam_table_) allocator_.deallocate(adam_table_, adam_table_capacity_);
+    if (workspace_) allocator_.deallocate(workspace_, workspace_capacity_);
     allocator_.release_cached();
     cudaStreamDestroy(stream_);
   }
@@ -85,7 +86,7 @@ class CudaBackend final : public Backend {
 #if !defined(UNET_CUDA_EMULATION)
     if (use_cudnn(s)) return cudnn_->backward_filter(s, x, dy, dw, dbias);
 #endif
-    k::conv2d_backward_filter(s, x, dy, dw, dbias, stream_);
+    k::conv2d_backward_filter(s, x, dy, dw, dbias, workspace(k::conv2d_backward_filter_workspace(s)), stream_);
   }
   void conv_transpose2d_forward(const ConvTranspose2dShape& s, const float* x, const float* w,
                                 const float* bias, float* y) override {
@@ -106,7 +107,8 @@ class CudaBackend final : public Backend {
 #if !defined(UNET_CUDA_EMULATION)
     if (use_cudnn(s)) return cudnn_transpose_->backward_filter(s, x, dy, dw, dbias);
 #endif
-    k::conv_transpose2d_backward_filter(s, x, dy, dw, dbias, stream_);
+    k::conv_transpose2d_backward_filter(s, x, dy, dw, dbias, workspace(k::conv_transpose2d_backward_filter_workspace(s)),
+                                        stream_);
   }
 
   void batchnorm_forward_train(const BatchNormShape& s, const float* x, const float* gamma,
@@ -212,8 +214,21 @@ class CudaBackend final : public Backend {
   }
 #endif
 
+  // Scratch for handwritten kernels that need it, grown on demand. Stream order makes reuse
+  // safe: a later kernel on the stream starts after the earlier one is done with it.
+  float* workspace(std::size_t bytes) {
+    if (bytes == 0) return nullptr;
+    if (bytes > workspace_capacity_) {
+      if (workspace_) allocator_.deallocate(workspace_, workspace_capacity_);
+      workspace_ = allocator_.allocate(bytes, &workspace_capacity_);
+    }
+    return static_cast<float*>(workspace_);
+  }
+
   CachingAllocator allocator_;
   cudaStream_t stream_ = nullptr;
+  void* workspace_ = nullptr;
+  std::size_t workspace_capacity_ = 0;
   void* adam_table_ = nullptr;
   std::size_t adam_table_capacity_ = 0;
 #if !defined(UNET_CUDA_EMULATION)

@@ -6,12 +6,13 @@
 //   backward-data    dx = the convolution's forward pass over dy
 //   backward-filter  dw = the convolution's backward-filter with image dy and gradient x
 // The convolution (conv_of_transpose) maps an image of c_out channels to x's c_in channels with
-// weights [c_in, c_out, kh, kw], which is cuDNN's KCRS filter layout with K = c_in, and pads
-// pad_top / pad_left on both sides. cuDNN pads symmetrically, but Keras' 'same' pads 0 before and
-// 1 after for 3x3 stride 2; so the convolution's image is the full (h_in - 1) * stride + kh -
-// 2 * pad_top rows, one more than y there: what lands in that extra row and column is what falls
-// off y. Forward computes into the larger image and crops it into y; the backward passes copy dy
-// into a zeroed larger image. Both copies are strided cudnnTransformTensor calls.
+// weights [c_in, c_out, kh, kw], which is cuDNN's KCRS filter layout with K = c_in
+// (kernels::adjoint_convolution), and pads pad_top / pad_left on both sides. cuDNN pads
+// symmetrically, but Keras' 'same' pads 0 before and 1 after for 3x3 stride 2; so the
+// convolution's image is the full (h_in - 1) * stride + kh - 2 * pad_top rows, one more than y
+// there: what lands in that extra row and column is what falls off y. Forward computes into the
+// larger image and crops it into y; the backward passes copy dy into a zeroed larger image. Both
+// copies are strided cudnnTransformTensor calls.
 #pragma once
 
 #include <cudnn.h>
@@ -28,20 +29,13 @@ namespace unet::cuda {
 
 using kernels::ConvTranspose2dShape;
 
-// The convolution whose adjoint `t` is, on its full image (at least y's size).
+// The convolution whose adjoint `t` is (kernels::adjoint_convolution) on its full image: at
+// least y's size, with as much padding after as before.
 inline Conv2dShape conv_of_transpose(const ConvTranspose2dShape& t) {
-  return {t.n,
-          t.c_out,
-          (t.h_in - 1) * t.stride + t.kh - 2 * t.pad_top,
-          (t.w_in - 1) * t.stride + t.kw - 2 * t.pad_left,
-          t.c_in,
-          t.kh,
-          t.kw,
-          t.stride,
-          t.pad_top,
-          t.pad_left,
-          t.h_in,
-          t.w_in};
+  Conv2dShape c = kernels::adjoint_convolution(t);
+  c.h_in = (t.h_in - 1) * t.stride + t.kh - 2 * t.pad_top;
+  c.w_in = (t.w_in - 1) * t.stride + t.kw - 2 * t.pad_left;
+  return c;
 }
 
 class CudnnConvTranspose {

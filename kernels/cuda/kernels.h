@@ -29,20 +29,29 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const 
                     float* y, cudaStream_t stream);
 void conv2d_backward_data(const Conv2dShape& s, const float* dy, const float* w, float* dx,
                           cudaStream_t stream);
+// dx = backward-data + bias[channel of dx]: the forward pass of the transposed convolution whose
+// adjoint s is (kernels::adjoint_convolution).
+void conv2d_backward_data_plus_bias(const Conv2dShape& s, const float* dy, const float* w,
+                                    const float* bias, float* dx, cudaStream_t stream);
+// workspace: conv2d_backward_filter_workspace(s) bytes of device memory (nullptr when 0), for
+// the partial dW of the pixel splits; the next call on the stream may reuse it.
 void conv2d_backward_filter(const Conv2dShape& s, const float* x, const float* dy, float* dw,
-                            float* dbias, cudaStream_t stream);
+                            float* dbias, float* workspace, cudaStream_t stream);
+std::size_t conv2d_backward_filter_workspace(const Conv2dShape& s);
 // out[c] = sum of dy[img, c, :] over images and pixels: the bias gradient of conv2d and
 // conv_transpose2d. One block per channel, a fixed summation order.
 void channel_sum(const float* dy, int n, int channels, int plane, float* out, cudaStream_t stream);
 
-// conv_transpose.cu: gather kernels, one thread per output element, no atomics.
+// conv_transpose.cu: each pass is a pass of the adjoint convolution above (no kernels of its
+// own). workspace: conv_transpose2d_backward_filter_workspace(s) bytes, as for conv2d.
 void conv_transpose2d_forward(const ConvTranspose2dShape& s, const float* x, const float* w,
                               const float* bias, float* y, cudaStream_t stream);
 void conv_transpose2d_backward_data(const ConvTranspose2dShape& s, const float* dy, const float* w,
                                     float* dx, cudaStream_t stream);
 void conv_transpose2d_backward_filter(const ConvTranspose2dShape& s, const float* x,
-                                      const float* dy, float* dw, float* dbias,
+                                      const float* dy, float* dw, float* dbias, float* workspace,
                                       cudaStream_t stream);
+std::size_t conv_transpose2d_backward_filter_workspace(const ConvTranspose2dShape& s);
 
 // batchnorm.cu: fused BN(+ReLU); per-channel statistics by block reductions over slices of each
 // channel, merged in a fixed order. y (forward) and dx (backward) must not overlap an input: they

@@ -74,7 +74,8 @@ void check_shape(const Conv2dShape& s, uint32_t seed, Passes passes = Passes::Al
 
   DeviceBuffer<float> d_x(x), d_w(w), d_bias(bias), d_dy(dy), d_dy_f(dy_f);
   DeviceBuffer<float> d_y(s.y_size()), d_dx(s.x_size()), d_dw(s.w_size()),
-      d_db(std::size_t(s.c_out));
+      d_db(std::size_t(s.c_out)),
+      d_work(std::max<std::size_t>(1, cu::conv2d_backward_filter_workspace(s) / sizeof(float)));
   FirstRun first_y("forward"), first_dx("backward-data"), first_dw("backward-filter dw"),
       first_db("backward-filter dbias");
 
@@ -99,7 +100,7 @@ void check_shape(const Conv2dShape& s, uint32_t seed, Passes passes = Passes::Al
 
     poison(d_dw);
     poison(d_db);
-    cu::conv2d_backward_filter(s, d_x.get(), d_dy_f.get(), d_dw.get(), d_db.get(), nullptr);
+    cu::conv2d_backward_filter(s, d_x.get(), d_dy_f.get(), d_dw.get(), d_db.get(), d_work.get(), nullptr);
     const auto dw = d_dw.download();
     const auto db = d_db.download();
     require_close(dw, dw_ref, kAtol, kRtol, "backward-filter dw");
@@ -109,7 +110,7 @@ void check_shape(const Conv2dShape& s, uint32_t seed, Passes passes = Passes::Al
 
     poison(d_dw);
     poison(d_db);  // must stay untouched: no dbias asked for
-    cu::conv2d_backward_filter(s, d_x.get(), d_dy_f.get(), d_dw.get(), nullptr, nullptr);
+    cu::conv2d_backward_filter(s, d_x.get(), d_dy_f.get(), d_dw.get(), nullptr, d_work.get(), nullptr);
     require_close(d_dw.download(), dw_nobias_ref, kAtol, kRtol, "backward-filter without dbias");
     for (const float v : d_db.download()) REQUIRE(std::isnan(v));
   });
@@ -187,4 +188,18 @@ TEST_CASE("cuda conv2d: wide layers reach every backward-filter tile", "[cuda][c
   // already cover, would only add emulation time on these shapes.
   check_shape(conv2d_shape(1, 456, 3, 2, 256, 3, 1, Padding::Same), 301, Passes::FilterOnly);
   check_shape(conv2d_shape(1, 456, 3, 2, 64, 3, 1, Padding::Same), 302, Passes::FilterOnly);
+}
+
+TEST_CASE("cuda conv2d: backward-filter splits the pixels of narrow layers, and says when it lacks a workspace", "[cuda][conv]") {
+  UNET_REQUIRE_GPU();
+  // A 16 -> 16 layer at 240 has 9 dW tiles: its pixels are split, whose partials need a
+  // workspace; a layer with 260 tiles and 6 pixels is not split. (The 240 case above runs split.)
+  const auto narrow = conv2d_shape(6, 16, 240, 240, 16, 3, 1, Padding::Same);
+  CHECK(cu::conv2d_backward_filter_workspace(narrow) >= 2 * narrow.w_size() * sizeof(float));
+  CHECK(cu::conv2d_backward_filter_workspace(conv2d_shape(1, 456, 3, 2, 256, 3, 1, Padding::Same)) == 0);
+  const auto s = conv2d_shape(1, 1, 240, 240, 2, 3, 1, Padding::Same);
+  REQUIRE(cu::conv2d_backward_filter_workspace(s) > 0);
+  DeviceBuffer<float> x(s.x_size()), dy(s.y_size()), dw(s.w_size());
+  CHECK_THROWS_WITH(cu::conv2d_backward_filter(s, x.get(), dy.get(), dw.get(), nullptr, nullptr, nullptr),
+                    Catch::Contains("needs a workspace"));
 }
