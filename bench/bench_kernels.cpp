@@ -77,12 +77,14 @@ std::string case_name(const std::string& device, const KernelCase& c, const std:
 }
 
 #if defined(UNET_HAVE_CUDA)
-bool is_conv(Kernel k) {
-  return k == Kernel::conv2d_forward || k == Kernel::conv2d_backward_data || k == Kernel::conv2d_backward_filter;
+bool has_cudnn_twin(Kernel k) {
+  return k == Kernel::conv2d_forward || k == Kernel::conv2d_backward_data || k == Kernel::conv2d_backward_filter ||
+         k == Kernel::conv_transpose2d_forward || k == Kernel::conv_transpose2d_backward_data ||
+         k == Kernel::conv_transpose2d_backward_filter;
 }
 
 void run_cuda(benchmark::State& state, const KernelCall& call, bool cudnn, const Peak& peak) {
-  engine_options().cudnn = cudnn;
+  engine_options().conv = cudnn ? ConvImpl::Cudnn : ConvImpl::Handwritten;
   Backend& gpu_backend = backend(Device::CUDA);
   KernelArgs args(call, gpu_backend, 1);
   args.run();  // cuDNN picks its algorithm on the first call of a shape
@@ -120,7 +122,7 @@ void register_cuda(const std::vector<KernelCase>& cases, bool tiny) {
   std::fprintf(stderr, "GPU %s: probed peak %.0f GFLOP/s FP32, %.0f GB/s\n", gpu::device_name().c_str(), peak.gflops, peak.gbps);
   for (const KernelCase& c : cases) {
     for (bool cudnn : {false, true}) {
-      if (cudnn && !is_conv(c.call.kernel)) continue;
+      if (cudnn && !has_cudnn_twin(c.call.kernel)) continue;
       auto* b = benchmark::RegisterBenchmark(case_name(cudnn ? "cudnn" : "cuda", c).c_str(),
                                              [call = c.call, cudnn](benchmark::State& s) { run_cuda(s, call, cudnn, peak); });
       b->UseManualTime()->Unit(benchmark::kMicrosecond);

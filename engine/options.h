@@ -6,9 +6,13 @@
 
 namespace unet {
 
+// The CUDA backend's convolutions: Auto takes, per pass and shape, the implementation measured
+// faster (engine/backends/conv_choice.h); Cudnn takes cuDNN wherever it can express the shape;
+// Handwritten takes our implicit-GEMM kernels everywhere.
+enum class ConvImpl { Auto, Cudnn, Handwritten };
+
 struct EngineOptions {
-  // CUDA backend: cuDNN convolutions (true) or our handwritten implicit-GEMM kernels (false).
-  bool cudnn = true;
+  ConvImpl conv = ConvImpl::Auto;
   // cuDNN: only algorithms that give bitwise reproducible results.
   bool deterministic = true;
   // cuDNN: the largest workspace an algorithm may ask for.

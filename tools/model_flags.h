@@ -81,7 +81,8 @@ inline void apply_input_limit_flag(const Args& args, const std::string& command)
 inline void add_device_flags(Args& args) {
   args.option("threads", "n", "0", "CPU threads (0: all cores)")
       .option("device", "name", "auto", "auto (CUDA when a GPU is usable, else CPU), cpu or cuda")
-      .option("conv", "impl", "cudnn", "CUDA convolutions: cudnn or handwritten");
+      .option("conv", "impl", "auto",
+              "CUDA convolutions: auto (per pass and shape, whichever was measured faster), cudnn or handwritten");
   add_kernels_flag(args);
 }
 
@@ -89,10 +90,11 @@ inline void add_device_flags(Args& args) {
 inline Device device_from(const Args& args, const std::string& command) {
   if (args.get_int("threads") < 0) throw UsageError("unet " + command + ": --threads must be >= 0");
   if (args.get_int("threads") > 0) omp_set_num_threads(args.get_int("threads"));
-  if (args.get("conv") != "cudnn" && args.get("conv") != "handwritten") {
-    throw UsageError("unet " + command + ": --conv must be cudnn or handwritten, got '" + args.get("conv") + "'");
+  const std::string conv = args.get("conv");
+  if (conv != "auto" && conv != "cudnn" && conv != "handwritten") {
+    throw UsageError("unet " + command + ": --conv must be auto, cudnn or handwritten, got '" + conv + "'");
   }
-  engine_options().cudnn = args.get("conv") == "cudnn";
+  engine_options().conv = conv == "auto" ? ConvImpl::Auto : conv == "cudnn" ? ConvImpl::Cudnn : ConvImpl::Handwritten;
   apply_kernels_flag(args, command);
   return resolve_device(args.get("device"));
 }

@@ -1,6 +1,6 @@
 // The CUDA backend: device memory from a caching allocator over cudaMalloc, one stream, and each
 // primitive forwarded to a handwritten kernel launcher (kernels/cuda/) or, for convolutions on a
-// real GPU, to cuDNN (cudnn_conv.h, cudnn_conv_transpose.h) when engine_options().cudnn is set.
+// real GPU, to cuDNN (cudnn_conv.h, cudnn_conv_transpose.h) where engine_options().conv says so.
 //
 // Compiled twice (see cuda_backend.h): with UNET_CUDA_EMULATION the runtime calls and launches
 // go to the CPU emulation layer and cuDNN is absent, so convolutions use the handwritten kernels.
@@ -14,6 +14,7 @@
 #include "kernels/cuda/kernels.h"
 
 #if !defined(UNET_CUDA_EMULATION)
+#include "engine/backends/conv_choice.h"
 #include "engine/backends/cudnn_conv.h"
 #include "engine/backends/cudnn_conv_transpose.h"
 #endif
@@ -70,21 +71,21 @@ class CudaBackend final : public Backend {
   void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias,
                       float* y) override {
 #if !defined(UNET_CUDA_EMULATION)
-    if (use_cudnn(s)) return cudnn_->forward(s, x, w, bias, y);
+    if (use_cudnn(s, ConvPass::Forward)) return cudnn_->forward(s, x, w, bias, y);
 #endif
     k::conv2d_forward(s, x, w, bias, y, stream_);
   }
   void conv2d_backward_data(const Conv2dShape& s, const float* dy, const float* w,
                             float* dx) override {
 #if !defined(UNET_CUDA_EMULATION)
-    if (use_cudnn(s)) return cudnn_->backward_data(s, dy, w, dx);
+    if (use_cudnn(s, ConvPass::BackwardData)) return cudnn_->backward_data(s, dy, w, dx);
 #endif
     k::conv2d_backward_data(s, dy, w, dx, stream_);
   }
   void conv2d_backward_filter(const Conv2dShape& s, const float* x, const float* dy, float* dw,
                               float* dbias) override {
 #if !defined(UNET_CUDA_EMULATION)
-    if (use_cudnn(s)) return cudnn_->backward_filter(s, x, dy, dw, dbias);
+    if (use_cudnn(s, ConvPass::BackwardFilter)) return cudnn_->backward_filter(s, x, dy, dw, dbias);
 #endif
     k::conv2d_backward_filter(s, x, dy, dw, dbias, workspace(k::conv2d_backward_filter_workspace(s)), stream_);
   }
@@ -206,11 +207,18 @@ class CudaBackend final : public Backend {
 
  private:
 #if !defined(UNET_CUDA_EMULATION)
-  // cuDNN is the default on a real GPU; shapes it cannot express (asymmetric padding) and the
-  // handwritten switch (engine_options().cudnn = false) take our kernels.
-  bool use_cudnn(const Conv2dShape& s) const { return engine_options().cudnn && CudnnConv::supports(s); }
+  // cuDNN where engine_options().conv asks for it and it can express the shape (it pads
+  // symmetrically: asymmetric 'same' padding takes our kernels); Auto asks conv_choice.h.
+  bool use_cudnn(const Conv2dShape& s, ConvPass pass) const {
+    switch (engine_options().conv) {
+      case ConvImpl::Handwritten: return false;
+      case ConvImpl::Cudnn: return CudnnConv::supports(s);
+      case ConvImpl::Auto: return CudnnConv::supports(s) && cudnn_is_faster(s, pass);
+    }
+    return false;
+  }
   bool use_cudnn(const ConvTranspose2dShape& s) const {
-    return engine_options().cudnn && CudnnConvTranspose::supports(s);
+    return engine_options().conv == ConvImpl::Cudnn && CudnnConvTranspose::supports(s);
   }
 #endif
 

@@ -41,6 +41,14 @@ bool cuda_ready() {
   }
 }
 
+// Selects the CUDA convolutions for one test case; the default (Auto) again after it.
+struct ConvImplScope {
+  explicit ConvImplScope(ConvImpl impl) { engine_options().conv = impl; }
+  ~ConvImplScope() { engine_options().conv = ConvImpl::Auto; }
+  ConvImplScope(const ConvImplScope&) = delete;
+  ConvImplScope& operator=(const ConvImplScope&) = delete;
+};
+
 struct Run {
   std::vector<float> losses;
   std::vector<std::vector<float>> first_gradients;
@@ -79,10 +87,9 @@ Run train(Device device, int steps) {
 
 TEST_CASE("a 5-step U-Net training run on the CUDA backend tracks the CPU backend", "[cuda][backend]") {
   if (!cuda_ready()) return;
-  engine_options().cudnn = false;  // handwritten conv2d and transposed conv both in the path
+  const ConvImplScope conv(ConvImpl::Handwritten);  // handwritten conv2d and transposed conv both in the path
   const Run cpu = train(Device::CPU, 5);
   const Run gpu = train(Device::CUDA, 5);
-  engine_options().cudnn = true;
   test::require_close(gpu.losses, cpu.losses, 0, 1e-4, "losses");
   REQUIRE(gpu.first_gradients.size() == cpu.first_gradients.size());
   for (std::size_t t = 0; t < cpu.first_gradients.size(); ++t) {
@@ -108,9 +115,9 @@ TEST_CASE("tensors round-trip through the CUDA backend and its allocator reports
   CHECK(alloc.stats().current_bytes == before);
 }
 
-TEST_CASE("conv2d on the CUDA backend's default path (cuDNN on a real GPU) matches the CPU", "[cuda][backend][cudnn]") {
+TEST_CASE("conv2d on the CUDA backend's cuDNN path (on a real GPU) matches the CPU", "[cuda][backend][cudnn]") {
   if (!cuda_ready()) return;
-  REQUIRE(engine_options().cudnn);
+  const ConvImplScope conv(ConvImpl::Cudnn);
   auto run = [](Device device) {
     Tensor x = Tensor::from_vector({2, 8, 30, 30}, test::random_vector<float>(2 * 8 * 30 * 30, 1)).to(device);
     Tensor w = Tensor::from_vector({16, 8, 3, 3}, test::random_vector<float>(16 * 8 * 9, 2, -0.2, 0.2)).to(device);
@@ -125,9 +132,9 @@ TEST_CASE("conv2d on the CUDA backend's default path (cuDNN on a real GPU) match
   for (std::size_t i = 0; i < cpu.size(); ++i) test::require_close(gpu[i], cpu[i], 1e-3, 1e-4, names[i]);
 }
 
-TEST_CASE("conv_transpose2d on the CUDA backend's default path (cuDNN on a real GPU) matches the CPU", "[cuda][backend][cudnn]") {
+TEST_CASE("conv_transpose2d on the CUDA backend's cuDNN path (on a real GPU) matches the CPU", "[cuda][backend][cudnn]") {
   if (!cuda_ready()) return;
-  REQUIRE(engine_options().cudnn);
+  const ConvImplScope conv(ConvImpl::Cudnn);
   // 'same' (0 before, 1 after: cuDNN computes a larger image and crops it) and 'valid' (exact).
   for (const ops::Padding padding : {ops::Padding::Same, ops::Padding::Valid}) {
     auto run = [padding](Device device) {
@@ -150,7 +157,7 @@ TEST_CASE("conv_transpose2d on the CUDA backend's default path (cuDNN on a real 
 
 TEST_CASE("a trained U-Net in eval mode gives the same output on the CUDA backend as on the CPU", "[cuda][backend]") {
   if (!cuda_ready()) return;
-  engine_options().cudnn = false;  // handwritten conv2d and transposed conv both in the path
+  const ConvImplScope conv(ConvImpl::Handwritten);  // handwritten conv2d and transposed conv both in the path
   // Two training steps on the CPU move the running statistics off their initial 0 and 1; the
   // model is then evaluated on the CPU and, moved as it is, on the CUDA backend, so that both
   // evaluate the same weights and statistics (two independent runs would differ by Adam's first
@@ -193,7 +200,6 @@ TEST_CASE("a trained U-Net in eval mode gives the same output on the CUDA backen
   const std::vector<float> cpu = evaluate(Device::CPU);
   const std::vector<float> gpu = evaluate(Device::CUDA);
   const std::vector<float> cpu_again = evaluate(Device::CPU);  // eval mode changed no state
-  engine_options().cudnn = true;
   REQUIRE(cpu_again == cpu);
   float largest = 0;
   for (float v : cpu) largest = std::max(largest, std::abs(v));
