@@ -368,7 +368,7 @@ stage_sanitizer() {
 }
 
 stage_bench_kernels() {
-  ours bench_kernels --benchmark_filter='^(cuda|cudnn)/' --benchmark_min_time=0.05 \
+  ours bench_kernels --benchmark_filter='^(cuda|cudnn)/' --benchmark_min_time=0.02 \
     --benchmark_out="$out/bench_kernels.json" --benchmark_out_format=json
   reason "$(grep -c '"name"' "$out/bench_kernels.json") CUDA/cuDNN kernel cases -> bench_kernels.json"
 }
