@@ -34,14 +34,14 @@
 // 16-channel layer has 9 dW tiles, the 1x1 head one), the pixels are split into grid z-slices
 // (split K): each slice writes its partial dW to a workspace, and split_sum_kernel adds the
 // partials of each element in slice order. Before this split, one H200 ran the 16 -> 16 layer at
-// 240x240, batch 6, in 4.5 ms (9 blocks on 132 SMs; cuDNN: 0.40 ms).
+// 240x240, batch 6, in 4.5 ms (9 blocks on 132 SMs); with it, in 0.21 ms (cuDNN: 0.43 ms).
 //
 // Determinism. No atomics anywhere. Every output element is produced by one thread (or, with
 // sliced or split K, by a fixed set of threads combined in a fixed order), with a summation order
 // that depends on the shape and the tile configuration only; the tile configuration and the
-// split depend on the shape only. dbias is a per-channel block reduction in a fixed tree order. So results are
-// bitwise reproducible from run to run. (They are not bitwise equal to the CPU kernels, which sum
-// in another order.)
+// split depend on the shape only. dbias is a per-channel block reduction in a fixed tree order.
+// So results are bitwise reproducible from run to run. (They are not bitwise equal to the CPU
+// kernels, which sum in another order.)
 #include <algorithm>
 #include <climits>
 #include <cstddef>
