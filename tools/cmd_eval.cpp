@@ -32,15 +32,15 @@ std::vector<const Sample*> selected(const std::vector<Sample>& samples, const Ar
   return out;
 }
 
-std::string summary_json(const Args& args, const std::vector<Row>& images, const std::vector<Row>& patients,
-                         const Overall& o, const std::string& device) {
+std::string summary_json(const Args& args, float threshold, const std::vector<Row>& images,
+                         const std::vector<Row>& patients, const Overall& o, const std::string& device) {
   std::ostringstream j;
   j << "{\n  \"checkpoint\": " << json_string(args.get("checkpoint")) << ",\n  \"data\": " << json_string(args.get("data"))
     << ",\n  \"split\": " << (args.get("split").empty() ? "null" : json_string(args.get("split")))
     << ",\n  \"subset\": " << json_string(args.get("split").empty() ? "all" : args.get("subset"))
     << ",\n  \"tta\": " << json_string(args.get("tta")) << ",\n  \"postprocess\": " << json_string(args.get("postprocess"))
     << ",\n  \"score_at\": " << json_string(args.get("score-at"))
-    << ",\n  \"threshold\": " << json_number(args.get_float("threshold")) << ",\n  \"size\": " << args.get_int("size")
+    << ",\n  \"threshold\": " << json_number(threshold) << ",\n  \"size\": " << args.get_int("size")
     << ",\n  \"device\": " << json_string(device) << ",\n  \"counts\": {\n    \"images\": " << images.size()
     << ",\n    \"patients\": " << patients.size() << ",\n    \"images_with_tumour\": " << o.images_with_tumour
     << ",\n    \"images_hd95_undefined\": " << o.images_hd95_undefined
@@ -100,7 +100,6 @@ int run_eval(int argc, char** argv) {
       .option("split", "file", "", "split file of a training run (see --subset)")
       .option("subset", "name", "val", "val, train or all patients of --split (all without --split)")
       .option("size", "pixels", "240", "input height and width the images are resized to (default: the checkpoint's training size)")
-      .option("threshold", "p", "0.5", "probability >= p is tumour")
       .option("score-at", "size", "native",
               "native: against each mask at its stored size (probabilities resampled back before thresholding); "
               "input: at --size, as the model sees them")
@@ -115,9 +114,9 @@ int run_eval(int argc, char** argv) {
   if (!args.parse(argc, argv)) return 0;
   for (const char* required : {"checkpoint", "data"})
     if (args.get(required).empty()) throw UsageError(std::string("unet eval: --") + required + " is required");
-  const float threshold = args.get_float("threshold");
+  const float threshold = threshold_flag(args, "eval");
   const int batch = args.get_int("batch"), overlays = args.get_int("overlays");
-  check_common_flags(threshold, batch, args.get_int("threads"), "eval");
+  check_common_flags(batch, args.get_int("threads"), "eval");
   if (overlays < 0) throw UsageError("unet eval: --overlays must be >= 0");
   const std::string subset = args.get("subset");
   if (subset != "val" && subset != "train" && subset != "all")
@@ -141,6 +140,8 @@ int run_eval(int argc, char** argv) {
       throw std::runtime_error(s->source + ": no tumour mask; eval needs ground truth for every slice");
 
   if (!predictor.description().empty()) std::printf("predicting with %s\n", predictor.description().c_str());
+  if (args.get("threshold") == "auto" && threshold != 0.5f)
+    std::printf("threshold %s, as chosen by unet cv for %s\n", json_number(threshold).c_str(), args.get("checkpoint").c_str());
   const std::vector<std::vector<float>> probabilities = predictor.probabilities(samples, batch);
   const Scored scored = score_predictions(samples, probabilities, threshold, at_native, predictor.postprocess());
   const std::vector<Row>& images = scored.images;
@@ -152,7 +153,7 @@ int run_eval(int argc, char** argv) {
   OutputFolder out(args.get("out"));
   write_text(out.path("per_image.csv"), table_csv("id,patient,tumour_pixels,predicted_pixels", images, false));
   write_text(out.path("per_patient.csv"), table_csv("patient,slices,tumour_pixels,predicted_pixels", patients, true));
-  write_text(out.path("summary.json"), summary_json(args, images, patients, totals, to_string(device)));
+  write_text(out.path("summary.json"), summary_json(args, threshold, images, patients, totals, to_string(device)));
   write_overlays(out, samples, images, scored.masks, scored.sizes, overlays);
   out.commit();
   std::printf("written: %s/{per_image.csv, per_patient.csv, summary.json}, %d overlays in %s/overlays\n",

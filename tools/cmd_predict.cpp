@@ -205,7 +205,8 @@ void write_slice(OutputFolder& out, const SliceInput& in, const std::vector<floa
 }
 
 // Slices are loaded and predicted a batch at a time, so a large folder never sits in memory.
-void predict_slices(Predictor& predictor, const std::vector<SliceInput>& inputs, const Args& args, OutputFolder& out) {
+void predict_slices(Predictor& predictor, const std::vector<SliceInput>& inputs, const Args& args, float threshold,
+                    OutputFolder& out) {
   const int size = args.get_int("size"), batch = args.get_int("batch");
   DatasetOptions options = model_data_options(predictor.model(), size);
   options.require_masks = false;
@@ -218,7 +219,7 @@ void predict_slices(Predictor& predictor, const std::vector<SliceInput>& inputs,
     for (const Sample& s : samples) pointers.push_back(&s);
     const std::vector<std::vector<float>> probabilities = predictor.probabilities(pointers, batch);
     for (std::size_t i = start; i < end; ++i)
-      write_slice(out, inputs[i], probabilities[i - start], size, args.get_float("threshold"), predictor.postprocess());
+      write_slice(out, inputs[i], probabilities[i - start], size, threshold, predictor.postprocess());
   }
 }
 
@@ -295,10 +296,9 @@ std::vector<float> plane(const std::vector<float>& data, const io::Volume& geome
   return {data.begin() + std::ptrdiff_t(n * std::size_t(z)), data.begin() + std::ptrdiff_t(n * std::size_t(z + 1))};
 }
 
-void predict_volume(Predictor& predictor, const VolumeInput& in, const Args& args, OutputFolder& out) {
+void predict_volume(Predictor& predictor, const VolumeInput& in, const Args& args, float threshold, OutputFolder& out) {
   const UNet& model = predictor.model();
   const int size = args.get_int("size");
-  const float threshold = args.get_float("threshold");
   const io::Volume like = io::read_nifti(in.first_channel.string());  // read first: errors name the user's file
   std::optional<io::Volume> truth;
   if (!in.truth.empty()) {
@@ -383,7 +383,6 @@ int run_predict(int argc, char** argv) {
       .option("truth", "path", "", "truth mask file, folder of masks, or label volume (default: found beside the input)")
       .option("out", "dir", "", "output folder (required)")
       .option("size", "pixels", "240", "model input height and width the images are resized to (default: the checkpoint's training size)")
-      .option("threshold", "p", "0.5", "probability >= p is tumour")
       .option("batch", "n", "8", "slices per forward pass")
       .option("device", "name", "auto", "auto (CUDA when a GPU is usable, else CPU), cpu or cuda")
       .option("threads", "n", "0", "CPU threads (0: all cores)");
@@ -393,7 +392,8 @@ int run_predict(int argc, char** argv) {
   if (!args.parse(argc, argv)) return 0;
   for (const char* required : {"checkpoint", "input", "out"})
     if (args.get(required).empty()) throw UsageError(std::string("unet predict: --") + required + " is required");
-  check_common_flags(args.get_float("threshold"), args.get_int("batch"), args.get_int("threads"), "predict");
+  const float threshold = threshold_flag(args, "predict");
+  check_common_flags(args.get_int("batch"), args.get_int("threads"), "predict");
 
   const fs::path input = args.get("input");
   const std::string truth = args.get("truth");
@@ -409,13 +409,15 @@ int run_predict(int argc, char** argv) {
   const Device device = resolve_device(args.get("device"));
   Predictor predictor(args, device, "predict");
   if (!predictor.description().empty()) std::printf("predicting with %s\n", predictor.description().c_str());
+  if (args.get("threshold") == "auto" && threshold != 0.5f)
+    std::printf("threshold %s, as chosen by unet cv for %s\n", json_number(threshold).c_str(), args.get("checkpoint").c_str());
   OutputFolder out(args.get("out"));
   if (!volume_input) {
-    predict_slices(predictor, slice_inputs(input, truth), args, out);
+    predict_slices(predictor, slice_inputs(input, truth), args, threshold, out);
   } else if (fs::is_directory(input)) {
-    predict_volume(predictor, volume_folder(input, truth), args, out);
+    predict_volume(predictor, volume_folder(input, truth), args, threshold, out);
   } else {
-    predict_volume(predictor, {stem_of(input), input, input, truth}, args, out);
+    predict_volume(predictor, {stem_of(input), input, input, truth}, args, threshold, out);
   }
   out.commit();
   return 0;

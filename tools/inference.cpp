@@ -50,7 +50,10 @@ void Predictor::add_flags(Args& args) {
       .option("postprocess", "rule", "auto",
               "connected components of each patient's mask (3-D over its slices; 2-D for lone slices): "
               "none, largest (keep the largest), min:N (remove those under N voxels), or auto: what `unet cv` "
-              "chose for the --checkpoint folder, else none");
+              "chose for the --checkpoint folder, else none")
+      .option("threshold", "p", "auto",
+              "probability >= p is tumour (0 < p < 1), or auto: what `unet cv` chose for the --checkpoint "
+              "folder, else 0.5");
 }
 
 std::map<std::string, std::string> read_inference_choices(const std::string& folder) {
@@ -67,8 +70,9 @@ std::map<std::string, std::string> read_inference_choices(const std::string& fol
     }
     if (!line.empty() && line[0] != '#') {
       const std::size_t eq = line.find('=');
-      if (eq == std::string::npos || (line.substr(0, eq) != "tta" && line.substr(0, eq) != "postprocess"))
-        throw io::FileError(path, "expected lines tta=<mode> and postprocess=<rule>, got '" + line + "'");
+      const std::string key = eq == std::string::npos ? "" : line.substr(0, eq);
+      if (key != "tta" && key != "postprocess" && key != "threshold")
+        throw io::FileError(path, "expected lines tta=<mode>, postprocess=<rule> and threshold=<p>, got '" + line + "'");
       choices[line.substr(0, eq)] = line.substr(eq + 1);
     }
     line.clear();
@@ -78,15 +82,16 @@ std::map<std::string, std::string> read_inference_choices(const std::string& fol
 
 namespace {
 
-// --tta or --postprocess: the flag's value, or for "auto" the --checkpoint folder's choice.
-std::string choice_of(const Args& args, const std::string& flag) {
+// --tta, --postprocess or --threshold: the flag's value, or for "auto" the --checkpoint folder's
+// choice, else `fallback`.
+std::string choice_of(const Args& args, const std::string& flag, const std::string& fallback = "none") {
   const std::string value = args.get(flag);
   if (value != "auto") return value;
   std::error_code ec;
-  if (!fs::is_directory(args.get("checkpoint"), ec)) return "none";
+  if (!fs::is_directory(args.get("checkpoint"), ec)) return fallback;
   const auto choices = read_inference_choices(args.get("checkpoint"));
   const auto it = choices.find(flag);
-  return it == choices.end() ? "none" : it->second;
+  return it == choices.end() ? fallback : it->second;
 }
 
 bool tta_flag(const Args& args, const std::string& command) {
@@ -105,6 +110,30 @@ PostProcess postprocess_flag(const Args& args, const std::string& command) {
 }
 
 }  // namespace
+
+float parse_threshold(const std::string& value, const std::string& command) {
+  std::size_t used = 0;
+  float p = 0.0f;
+  try {
+    p = std::stof(value, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != value.size() || !(p > 0.0f && p < 1.0f))
+    throw UsageError("unet " + command + ": --threshold must lie strictly between 0 and 1, got '" + value + "'");
+  return p;
+}
+
+float threshold_flag(const Args& args, const std::string& command) {
+  const std::string value = choice_of(args, "threshold", "0.5");
+  try {
+    return parse_threshold(value, command);
+  } catch (const UsageError&) {
+    if (args.get("threshold") != "auto") throw;
+    throw io::FileError((fs::path(args.get("checkpoint")) / kInferenceChoicesFile).string(),
+                        "threshold=" + value + ": must lie strictly between 0 and 1");
+  }
+}
 
 Predictor::Predictor(const std::vector<std::string>& files, Device device, bool flips, PostProcess postprocess)
     : flips_(flips), postprocess_(postprocess), first_checkpoint_(files.front()) {
@@ -321,9 +350,7 @@ std::string file_name_of(const std::string& id) {
   return name;
 }
 
-void check_common_flags(float threshold, int batch, int threads, const std::string& command) {
-  if (!(threshold > 0.0f && threshold < 1.0f))
-    throw UsageError("unet " + command + ": --threshold must lie strictly between 0 and 1");
+void check_common_flags(int batch, int threads, const std::string& command) {
   if (batch < 1) throw UsageError("unet " + command + ": --batch must be >= 1");
   if (threads < 0) throw UsageError("unet " + command + ": --threads must be >= 0");
   if (threads > 0) omp_set_num_threads(threads);

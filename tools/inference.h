@@ -35,7 +35,7 @@ class Predictor {
   // The models of `files` (at least one), without flag handling.
   Predictor(const std::vector<std::string>& files, Device device, bool flips, PostProcess postprocess);
 
-  // --tta and --postprocess, with their help.
+  // --tta, --postprocess and --threshold (read by threshold_flag), with their help.
   static void add_flags(Args& args);
 
   // The first model: channels and depth of them all.
@@ -59,8 +59,9 @@ class Predictor {
   std::string first_checkpoint_;  // named in messages about the ensemble as a whole
 };
 
-// The file in a cross-validation folder where `unet cv` records the test-time flips and the
-// post-processing it chose ("tta=flips", "postprocess=largest", one per line), and its reader:
+// The file in a cross-validation folder where `unet cv` records the test-time flips, the
+// post-processing and the threshold it chose ("tta=flips", "postprocess=largest",
+// "threshold=0.4", one per line; a file without a threshold line means 0.5), and its reader:
 // empty when the folder has none; io::FileError for a malformed file.
 inline constexpr const char* kInferenceChoicesFile = "inference.txt";
 std::map<std::string, std::string> read_inference_choices(const std::string& folder);
@@ -97,8 +98,14 @@ int overlay_scale(int height, int width);
 // A slice id as a file name: "TCGA_CS_4941/12" -> "TCGA_CS_4941_12".
 std::string file_name_of(const std::string& id);
 
-// Checks --threshold (0 < t < 1) and --batch (>= 1), and applies --threads (0: all cores).
-void check_common_flags(float threshold, int batch, int threads, const std::string& command);
+// Checks --batch (>= 1) and applies --threads (0: all cores).
+void check_common_flags(int batch, int threads, const std::string& command);
+
+// A --threshold value, 0 < p < 1, or a UsageError naming the flag and the value.
+float parse_threshold(const std::string& value, const std::string& command);
+// --threshold of eval / predict: the value given, or for "auto" the --checkpoint folder's
+// choice (inference.txt), else 0.5.
+float threshold_flag(const Args& args, const std::string& command);
 
 // An output folder whose new content is removed again unless commit() is called: a run that
 // fails half-way leaves no partial results. The folder and its missing parents are created

@@ -78,9 +78,13 @@ TEST_CASE("unet cv trains every fold, scores each patient once and records its c
                           Catch::Contains("\"postprocess\": \"largest\"") && Catch::Contains("\"per_fold_dice_mean\": ["));
   CHECK(fs::file_size(out + "/cv_dice.png") > 1000);
   const std::vector<std::string> choices = lines_of(out + "/inference.txt");
-  REQUIRE(choices.size() == 2);
+  REQUIRE(choices.size() == 3);
   CHECK_THAT(choices[0], Catch::StartsWith("tta="));
   CHECK_THAT(choices[1], Catch::StartsWith("postprocess="));
+  CHECK_THAT(choices[2], Catch::StartsWith("threshold="));
+  // Every threshold candidate was scored (with the chosen flips, before the post-processing).
+  for (const char* t : {"0.5", "0.3", "0.4", "0.6"})
+    CHECK_THAT(summary, Catch::Contains(std::string("\"threshold\": ") + t + ", \"postprocess\": \"none\""));
 
   // The folder is an ensemble of the three fold models for predict, with the recorded choices.
   fs::create_directories(dir.file("in"));
@@ -91,6 +95,27 @@ TEST_CASE("unet cv trains every fold, scores each patient once and records its c
   INFO(p.output);
   CHECK(p.exit_code == 0);
   CHECK_THAT(p.output, Catch::Contains("3 models"));
+
+  // eval with the folder takes the recorded threshold (here one that no probability reaches, so
+  // nothing is predicted and every patient's HD95 is undefined); a malformed one is refused.
+  {
+    std::ofstream(out + "/inference.txt") << "tta=none\npostprocess=none\nthreshold=0.9999999\n";
+    const Result e = run("eval --device cpu --overlays 0 --checkpoint " + out + " --data phantom:6 --out " + dir.file("e"));
+    INFO(e.output);
+    CHECK(e.exit_code == 0);
+    CHECK_THAT(e.output, Catch::Contains("threshold 0.9999999, as chosen by unet cv"));
+    std::ifstream eval_in(dir.file("e/summary.json"));
+    const std::string eval_summary((std::istreambuf_iterator<char>(eval_in)), {});
+    CHECK_THAT(eval_summary, Catch::Contains("\"threshold\": 0.9999999") && Catch::Contains("\"patients_hd95_undefined\": 6"));
+    const Result explicit_threshold =
+        run("eval --device cpu --overlays 0 --threshold 0.5 --checkpoint " + out + " --data phantom:6");
+    CHECK(explicit_threshold.exit_code == 0);
+    CHECK_THAT(explicit_threshold.output, !Catch::Contains("as chosen by unet cv"));
+    std::ofstream(out + "/inference.txt") << "tta=none\npostprocess=none\nthreshold=2\n";
+    const Result bad = run("eval --device cpu --overlays 0 --checkpoint " + out + " --data phantom:6");
+    CHECK(bad.exit_code != 0);
+    CHECK_THAT(bad.output, Catch::Contains("inference.txt: threshold=2: must lie strictly between 0 and 1"));
+  }
 
   // Again: the trained folds are kept, not retrained.
   const auto before = fs::last_write_time(out + "/fold-2/best.ckpt");
