@@ -17,18 +17,19 @@
 // too, so a 3x3 'same' padded row is only w + 1 floats.
 //
 // Blocking and threads: the batch is walked in chunks (a band of rows of one image, or several
-// whole small images). All threads first copy the chunk's x together, then share out blocks of
-// dw (a range of output channels x a range of input channels) that each stream their part of the
-// chunk, from L2, through the register tiles. So every input element is read from memory once,
-// and a block's x and dy stay in L2 while all its tiles pass over them.
+// whole small images). The threads share out blocks of dw (a range of output channels x a range
+// of input channels) that each stream their part of the chunk, from L2, through the register
+// tiles, and in the same loop copy the next chunk's x into a second scratch. So every input
+// element is read from memory once, a block's x and dy stay in L2 while all its tiles pass over
+// them, and a chunk costs one barrier.
 //
 // Where all of dw fits one block of few input channels (c_in <= 16, c_out <= 32: the image layer
 // and the 16-channel layers), the chunks are shared out instead ("private chunks"), with no
 // barrier between them: a task copies its own chunk of x and computes the whole of dw for it into
 // a partial of its own, and the partials are summed in chunk order at the end. Sharing blocks
-// would leave few of them for a chunk (4 on the image layer) and costs two barriers a chunk,
-// which under a passive OpenMP wait policy (threads sleep rather than spin) take tens of
-// microseconds each, as much as a small chunk's work.
+// would leave few of them for a chunk (4 on the image layer) and costs a barrier a chunk, which
+// under a passive OpenMP wait policy (threads sleep rather than spin) takes tens of
+// microseconds, as much as a small chunk's work.
 //
 // Determinism: the blocks, the chunks and the order in which chunks (in image order) and lanes
 // are added into each dw element follow from the shape alone, never from the thread count, so
@@ -439,21 +440,30 @@ void backward_filter(const Conv2dShape& s, const float* x, const float* dy, floa
   const filter::Plan plan = filter::make_plan<V>(s);
   if (plan.private_chunks) return filter::backward_filter_private<V>(s, plan, x, dy, dw, dbias);
   const filter::Layout& l = plan.layout;
-  float* xs = filter::scratch_buffer<V, 0>(std::size_t(s.c_in) * l.plane);
+  const std::size_t chunk_floats = std::size_t(s.c_in) * l.plane;
+  float* const scratch = filter::scratch_buffer<V, 0>(2 * chunk_floats);
   const std::size_t in_plane = std::size_t(s.h_in) * s.w_in;
   const int blocks = plan.co_blocks * plan.ci_blocks;
-#pragma omp parallel
-  for (int c = 0; c < l.chunks; ++c) {
+  const auto copy = [&](int c, int k) {
     const filter::Chunk ch = filter::chunk_at<V>(s, l, c);
-    const int copies = s.c_in * ch.images;
+    const int ci = k % s.c_in, i = k / s.c_in;
+    filter::copy_x_band<V>(s, l, x + (std::size_t(ch.image + i) * s.c_in + ci) * in_plane, ch.row0, ch.rows,
+                           scratch + std::size_t(c % 2) * chunk_floats + ci * l.plane + i * l.segment);
+  };
+  const auto copies = [&](int c) { return c < l.chunks ? s.c_in * filter::chunk_at<V>(s, l, c).images : 0; };
+#pragma omp parallel
+  {
 #pragma omp for schedule(static)
-    for (int k = 0; k < copies; ++k) {
-      const int ci = k % s.c_in, i = k / s.c_in;
-      filter::copy_x_band<V>(s, l, x + (std::size_t(ch.image + i) * s.c_in + ci) * in_plane,
-                             ch.row0, ch.rows, xs + ci * l.plane + i * l.segment);
-    }
+    for (int k = 0; k < copies(0); ++k) copy(0, k);
+    for (int c = 0; c < l.chunks; ++c) {
+      const filter::Chunk ch = filter::chunk_at<V>(s, l, c);
+      const float* xs = scratch + std::size_t(c % 2) * chunk_floats;
 #pragma omp for schedule(dynamic, 1)
-    for (int b = 0; b < blocks; ++b) filter::accumulate_block<V>(s, plan, b, ch, dy, xs, dw, dbias);
+      for (int t = 0; t < blocks + copies(c + 1); ++t) {
+        if (t < blocks) filter::accumulate_block<V>(s, plan, t, ch, dy, xs, dw, dbias);
+        else copy(c + 1, t - blocks);
+      }
+    }
   }
 }
 

@@ -135,8 +135,10 @@ TEST_CASE("direct backward-filter: bitwise identical for any thread count",
   const int saved = omp_get_max_threads();
   for (const Kernel& k : available_kernels()) {
     INFO(unet::cpu::to_string(k.isa));
-    // Bands of one large image across several chunks; several small images per chunk.
+    // Private chunks: bands of one large image; shared blocks: bands over six chunks (the two
+    // scratch copies alternate), and several small images per chunk.
     for (const Conv2dShape& s : {conv2d_shape(2, 16, 240, 240, 16, 3, 1, Padding::Same),
+                                 conv2d_shape(3, 32, 100, 100, 16, 3, 1, Padding::Same),
                                  conv2d_shape(5, 64, 15, 15, 96, 3, 1, Padding::Same)}) {
       INFO(describe(s));
       const auto x = random_vector<float>(s.x_size(), 500);
