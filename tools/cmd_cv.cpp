@@ -99,9 +99,12 @@ void plot_dice(const std::string& path, const std::vector<Row>& patients, const 
   for (std::size_t f = 0; f < folds.size(); ++f) {
     Series s{"fold " + std::to_string(f + 1), {}, {}, kPlotColours[f % kPlotColours.size()]};
     for (std::size_t i = 0; i < order.size(); ++i) {
-      // Points alone (NaN between them), so that patients of a fold are not joined by a line.
+      // Points alone: a gap after every patient, so that neighbours of one fold are not joined
+      // by a line.
       s.x.push_back(double(i + 1));
       s.y.push_back(fold_of.at(order[i].second) == int(f) + 1 ? order[i].first : NAN);
+      s.x.push_back(NAN);
+      s.y.push_back(NAN);
     }
     panel.series.push_back(std::move(s));
   }

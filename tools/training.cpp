@@ -54,7 +54,7 @@ struct Recipe {
 
 const std::vector<Recipe>& recipes() {
   static const std::vector<Recipe> all = {
-      {"lgg", {{"size", "128"}, {"epochs", "40"}, {"batch", "8"}, {"foreground-fraction", "0.5"}}},
+      {"lgg", {{"size", "128"}, {"epochs", "40"}, {"batch", "8"}, {"foreground-fraction", "0.5"}, {"lr-schedule", "poly"}}},
   };
   return all;
 }

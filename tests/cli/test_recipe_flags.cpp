@@ -104,14 +104,16 @@ TEST_CASE("foreground oversampling of data without tumour is refused, naming the
 TEST_CASE("a recipe (--recipe) sets its defaults, says them, lets explicit flags win and refuses unknown names",
           "[cli][train][recipe]") {
   TempDir dir("unet-recipe-preset");
-  // lgg: 128 px, 40 epochs, batch 8, half of each batch with tumour; --epochs given explicitly wins.
+  // lgg: 128 px, 40 epochs, batch 8, half of each batch with tumour, poly LR; --epochs given
+  // explicitly wins.
   const Result trained = run("train --recipe lgg --data phantom:3 --epochs 1 --base-filters 4 --depth 2 --out " +
                              dir.file("run"));
   INFO(trained.output);
   REQUIRE(trained.exit_code == 0);
   CHECK_THAT(trained.output,
-             Catch::Contains("recipe lgg: --size 128, --epochs 1, --batch 8, --foreground-fraction 0.5"));
-  CHECK_THAT(text_of(dir.file("run/summary.json")), Catch::Contains("\"foreground_fraction\": 0.5"));
+             Catch::Contains("recipe lgg: --size 128, --epochs 1, --batch 8, --foreground-fraction 0.5, --lr-schedule poly"));
+  CHECK_THAT(text_of(dir.file("run/summary.json")),
+             Catch::Contains("\"foreground_fraction\": 0.5") && Catch::Contains("\"lr_schedule\": \"poly\""));
   CHECK_THAT(trained.output, Catch::Contains("128x128"));
   CHECK(text_of(dir.file("run/log.csv")).find("\n2,") == std::string::npos);
 
